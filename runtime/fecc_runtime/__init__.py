@@ -1,0 +1,1 @@
+"""fecc_runtime"""
