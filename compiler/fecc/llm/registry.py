@@ -1,0 +1,148 @@
+"""``--llm`` specs → proposers: the one table of every LLM backend.
+
+=========================  =====================================================
+spec                       proposer
+=========================  =====================================================
+``auto`` (default)         ``local`` when the weights are installed, else ``none``
+``local``                  ``local:qwen0.5b``
+``local:KEY``              the embedded model KEY (``smollm2``, ``qwen0.5b``,
+                           ``qwen1.5b``) or ``local:/path/model.gguf``
+``openai:URL#MODEL``       an OpenAI-compatible endpoint (key from env)
+``vllm:MODEL``             vLLM in-process (GPU machines)
+``replay:FILE``            recorded answers, deterministic
+``none``                   the grammar proposer (no model; the baseline)
+=========================  =====================================================
+
+Every LLM spec gives an :class:`~fecc.llm.llm_proposer.LLMProposer`; ``record=PATH``
+wraps its backend so that every prompt/answer pair is appended to ``PATH`` (JSONL,
+replayable with ``replay:PATH``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from .base import Proposer
+from .llm_proposer import Backend, Budget, LLMProposer
+
+DEFAULT_SPEC = "auto"
+
+
+def _local(arg: str, options: dict) -> Backend:
+    from .local import DEFAULT_MODEL, LocalBackend
+
+    return LocalBackend(arg or DEFAULT_MODEL, **options)
+
+
+def _openai(arg: str, options: dict) -> Backend:
+    from .openai_backend import OpenAIBackend
+
+    url, sep, model = arg.rpartition("#")
+    if not sep or not url or not model:
+        raise UserError(f"--llm openai: expects openai:URL#MODEL, got {'openai:' + arg!r}")
+    try:
+        return OpenAIBackend(url, model, **options)
+    except ValueError as exc:
+        raise UserError(f"--llm openai: {exc}") from None
+
+
+def _vllm(arg: str, options: dict) -> Backend:
+    from .vllm_backend import VLLMBackend
+
+    if not arg:
+        raise UserError("--llm vllm: expects vllm:MODEL")
+    return VLLMBackend(arg, **options)
+
+
+def _replay(arg: str, options: dict) -> Backend:
+    from .replay import ReplayBackend
+
+    if not arg:
+        raise UserError("--llm replay: expects replay:FILE")
+    return ReplayBackend(Path(arg))
+
+
+#: scheme -> backend factory(argument after the colon, backend options)
+BACKENDS: dict[str, Callable[[str, dict], Backend]] = {
+    "local": _local,
+    "openai": _openai,
+    "vllm": _vllm,
+    "replay": _replay,
+}
+
+
+def resolve_spec(spec: str | None) -> str:
+    """Expand ``auto``/empty and ``local`` into an explicit spec."""
+    spec = (spec or DEFAULT_SPEC).strip()
+    if spec == "auto":
+        from .local import DEFAULT_MODEL, is_installed
+
+        try:
+            import llama_cpp  # noqa: F401 - only checks that the runtime is there
+        except ImportError:
+            return "none"
+        return f"local:{DEFAULT_MODEL}" if is_installed(DEFAULT_MODEL) else "none"
+    return spec
+
+
+def make_backend(spec: str, *, backend_options: dict | None = None) -> Backend:
+    """The backend for an LLM spec (not ``none``/``auto``)."""
+    scheme, _, arg = spec.partition(":")
+    factory = BACKENDS.get(scheme)
+    if factory is None:
+        known = ", ".join(["auto", "none", *(f"{k}:..." for k in BACKENDS)])
+        raise UserError(f"unknown --llm spec {spec!r}; use one of: {known}")
+    try:
+        return factory(arg, dict(backend_options or {}))
+    except TypeError as exc:  # an option this backend does not take
+        raise UserError(f"--llm {spec}: {exc}") from None
+
+
+def make_proposer(
+    spec: str | None = DEFAULT_SPEC,
+    *,
+    record: Path | str | None = None,
+    seed: int = 0,
+    max_corrections: int = 2,
+    temperature: float = 0.1,
+    max_tokens: int = 400,
+    use_grammar: bool = True,
+    budget: Budget = Budget(),
+    backend_options: dict | None = None,
+) -> Proposer:
+    """Build the proposer a ``--llm`` spec names.
+
+    Parameters
+    ----------
+    spec : see the module docstring; ``None`` means ``auto``.
+    record : append every prompt/answer pair to this JSONL file (LLM specs only).
+    seed : seed of the grammar proposer (LLM proposers take theirs from each context).
+    max_corrections, temperature, max_tokens, use_grammar, budget :
+        passed to :class:`~fecc.llm.llm_proposer.LLMProposer`.
+    backend_options : keyword arguments for the backend (e.g. ``{"timeout": 30}`` for
+        ``openai:``, ``{"n_gpu_layers": 0}`` for ``local:``).
+
+    Raises
+    ------
+    fecc.errors.UserError
+        A malformed or unknown spec, a missing replay file, weights or runtime not installed.
+    """
+    spec = resolve_spec(spec)
+    if spec == "none":
+        if record is not None:
+            raise UserError("--record needs an LLM backend; --llm none has no answers to record")
+        try:
+            from .grammar import GrammarProposer
+        except ImportError as exc:
+            raise UserError(f"the grammar proposer is not available: {exc}") from None
+        return GrammarProposer(seed=seed)
+    if spec.startswith("replay:") and record is not None:
+        raise UserError("--record with --llm replay:... would record the recording; drop one of them")
+    backend = make_backend(spec, backend_options=backend_options)
+    if record is not None:
+        from .replay import RecordingBackend
+
+        backend = RecordingBackend(backend, Path(record))
+    return LLMProposer(backend, max_corrections=max_corrections, temperature=temperature,
+                       max_tokens=max_tokens, use_grammar=use_grammar, budget=budget)
