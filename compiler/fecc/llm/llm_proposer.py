@@ -232,6 +232,11 @@ class LLMProposer:
             text = done.text
             try:
                 parsed = parse_answer(text, features=ctx.features, frozen=ctx.current_params, limits=self.limits)
+                taken = (set(ctx.extra.get("reserved", ())) if isinstance(ctx.extra, dict) else set()) \
+                    - set(ctx.current_params)
+                clash = sorted(set(parsed.space) & taken)
+                if clash:
+                    raise AnswerError(f"parameter name(s) {clash} are reserved for the region; pick other names")
                 if not changes_function(parsed.expr, ctx.current, current_params=ctx.current_params,
                                         space=parsed.space, rows=ctx.instances, seed=ctx.seed):
                     raise AnswerError("the function is unchanged on the region: it computes the same values as "

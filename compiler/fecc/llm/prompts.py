@@ -60,7 +60,7 @@ def _env() -> jinja2.Environment:
 def fmt(value, digits: int = 4) -> str:
     """A number for prose: ``digits`` significant digits, ``nan`` for missing."""
     if value is None:
-        return ""
+        return "nan"  # the search writes missing values as None
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, (int, float)):
@@ -98,7 +98,7 @@ def _instance_table(ctx: ProposalContext) -> tuple[list[str], list[list[str]]]:
     shown = [f for f in ranked if f in ctx.features][:MAX_INSTANCE_COLUMNS]
     extra = [k for k in rows[0] if k not in ctx.features and k != "error_type"]
     columns = ["error_type", *extra, *shown]
-    return columns, [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    return columns, [[fmt(r.get(c)) for c in columns] for r in rows]
 
 
 def render_messages(ctx: ProposalContext, *, attempt: int = 0) -> list[dict]:

@@ -158,6 +158,12 @@ def split_answer(text: str) -> tuple[str, int, str, int]:
     if brace < 0:
         raise AnswerError("no JSON search space found after the function", line=code_line + end_line + 1)
     pos = start + len(code) + 1 + brace
+    # prose between the function and the JSON is tolerated; more Python is not (it
+    # would otherwise be silently ignored)
+    for i, line in enumerate(rest[:brace].split("\n")):
+        if re.match(r"^\s*(def|class|import|from|return|if|for|while|with|try|@)\b", line):
+            raise AnswerError("define exactly one function, `f`, and nothing else before the JSON search space",
+                              line=code_line + end_line + i + 1, col=1)
     return code, code_line, text[pos:], text.count("\n", 0, pos)
 
 
@@ -655,7 +661,7 @@ class _FunctionParser:
             if isinstance(node.func, ast.Attribute):
                 self.fail(node.func, f"calling `.{node.func.attr}(...)` is not allowed; only the listed functions "
                                      "(log, sqrt, exp, abs, tanh, min, max, ...) may be called")
-            self.fail(node.func, "only the listed functions may be called")
+            self.fail(node.func, _NOT_ALLOWED.get(type(node.func), "only the listed functions may be called"))
         short = name.split(".", 1)[1] if "." in name else name
         prefix = name[: len(name) - len(short)]
         if prefix == "" and name in env:
