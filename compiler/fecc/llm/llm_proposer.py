@@ -92,9 +92,11 @@ class Usage:
 
 
 def _reason_key(reason: str) -> str:
-    # "line 3, col 5: unknown feature 'x'" -> "unknown feature"; keeps the report's table short
+    """"line 3, col 5: unknown feature 'x'; did you..." -> "unknown feature" (keeps the report's table short)."""
     text = reason.split(": ", 1)[1] if reason.startswith("line ") and ": " in reason else reason
-    return " ".join(text.replace("`", "").split()[:3])
+    for stop in ("'", '"', "`", ";", ":", "(", "["):
+        text = text.split(stop)[0]
+    return " ".join(text.split()[:4]) or "other"
 
 
 def changes_function(

@@ -213,6 +213,8 @@ class LocalBackend:
 
     def __init__(self, model: str = DEFAULT_MODEL, *, n_ctx: int = 4096, n_threads: int | None = None,
                  n_gpu_layers: int | None = None, cache: Path | None = None):
+        if model not in MODELS and not (model.endswith(".gguf") and Path(model).is_file()):
+            raise UserError(f"unknown local model {model!r}; known: {', '.join(MODELS)} or a .gguf path")
         try:
             import llama_cpp
         except ImportError:
@@ -221,11 +223,9 @@ class LocalBackend:
         if model in MODELS:
             self.path = resolve_model(model, cache=cache)
             self.name = f"local:{model}"
-        elif model.endswith(".gguf") and Path(model).is_file():
+        else:
             self.path = Path(model)
             self.name = f"local:{Path(model).name}"
-        else:
-            raise UserError(f"unknown local model {model!r}; known: {', '.join(MODELS)} or a .gguf path")
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu_offload_available() else 0
         start = time.perf_counter()

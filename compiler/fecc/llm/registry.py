@@ -117,7 +117,8 @@ def make_proposer(
     ----------
     spec : see the module docstring; ``None`` means ``auto``.
     record : append every prompt/answer pair to this JSONL file (LLM specs only).
-    seed : seed of the grammar proposer (LLM proposers take theirs from each context).
+    seed : seed for a proposer that keeps its own (the grammar and LLM proposers draw
+        from each context's ``ctx.seed`` instead).
     max_corrections, temperature, max_tokens, use_grammar, budget :
         passed to :class:`~fecc.llm.llm_proposer.LLMProposer`.
     backend_options : keyword arguments for the backend (e.g. ``{"timeout": 30}`` for
@@ -136,7 +137,11 @@ def make_proposer(
             from .grammar import GrammarProposer
         except ImportError as exc:
             raise UserError(f"the grammar proposer is not available: {exc}") from None
-        return GrammarProposer(seed=seed)
+        # the grammar proposer draws from ``ctx.seed``; pass ``seed`` only if it takes one
+        import inspect
+
+        takes_seed = "seed" in inspect.signature(GrammarProposer).parameters
+        return GrammarProposer(seed=seed) if takes_seed else GrammarProposer()
     if spec.startswith("replay:") and record is not None:
         raise UserError("--record with --llm replay:... would record the recording; drop one of them")
     backend = make_backend(spec, backend_options=backend_options)

