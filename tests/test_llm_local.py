@@ -91,7 +91,6 @@ def test_real_model_answers_with_the_grammar():
     from fecc.llm.base import ProposalError
     from fecc.llm.llm_proposer import LLMProposer
     from fecc.llm.local import LocalBackend
-    from fecc.llm.pyparse import parse_answer, split_answer
 
     from llm_contexts import credit_context
 

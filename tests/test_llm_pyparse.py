@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from fecc.ir import OPS, Binary, Const, Feature, Param, Unary, Where, evaluate, make, simplify
+from fecc.ir import OPS, Const, Feature, Param, Unary, Where, evaluate, make, simplify
 from fecc.llm.base import ParamRange
 from fecc.llm.grammar_gbnf import spell
-from fecc.llm.pyparse import AnswerError, function_source, parse_answer, parse_function, parse_space, split_answer, \
-    to_python
+from fecc.llm.pyparse import AnswerError, function_source, parse_answer, parse_function, parse_space, split_answer
 
 from ir_strategies import num_exprs
 
