@@ -1,0 +1,181 @@
+"""Symbolic experts at run time: load the emitted module, compute the aggregator's inputs.
+
+The compiler emits the experts as one readable Python module (``experts.py`` in the
+bundle) whose functions are numba ``@njit(cache=True)``; without numba the very same
+functions run as plain Python and give the same numbers.  This file imports only numpy,
+the standard library and (optionally) numba — never anything from the compiler.
+
+Expert semantics (margin space), for expert ``k`` with region predicate ``R_k`` and
+correction ``g_k``::
+
+    f_k(x) = base(x) + g_k(x)   if R_k(x)      (g_k NaN or ±inf on a row → 0: the legacy margin)
+    f_k(x) = NaN                otherwise       (XGBoost reads NaN as missing)
+
+The aggregator's input is ``concat([x, features(x, base)])`` with
+``features = [base, φ_1, …, φ_K]`` and ``φ_k = [f_k, f_k − base, div(f_k, base)]``, where
+``div(a, b) = a / (b + 1e-9)`` if ``b >= 0`` else ``a / (b − 1e-9)`` — the IR's safe
+division, so the ratio is finite wherever ``f_k`` is.  Outside its region all three
+columns of an expert are NaN.  :func:`interaction_features` is the one definition of
+this layout: the compiler builds the aggregator's training matrix with it too.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+#: Safe-division epsilon; equal to ``fecc.ir.ops.DIV_EPS`` (a compiler test checks it).
+DIV_EPS = 1e-9
+#: Column suffixes of one expert's interaction vector φ_k.
+PHI_SUFFIXES = ("", "_delta", "_ratio")
+
+
+class ExpertLoadError(RuntimeError):
+    """The experts module is missing, does not match the manifest, or fails to import."""
+
+
+def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The IR's ``div``: ``a / (b + eps)`` where ``b >= 0`` (``-0.0`` included), else ``a / (b − eps)``."""
+    with np.errstate(all="ignore"):
+        return a / np.where(b >= 0, b + DIV_EPS, b - DIV_EPS)
+
+
+def interaction_features(base: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``[base, f_1, f_1 − base, div(f_1, base), …]`` from ``values[:, k] = f_k`` (NaN outside regions).
+
+    Parameters
+    ----------
+    base : (n,) legacy margin.
+    values : (n, K) expert outputs in margin space.
+
+    Returns
+    -------
+    (n, 1 + 3K) float64 array.
+    """
+    base = np.asarray(base, dtype=np.float64).reshape(-1)
+    values = np.asarray(values, dtype=np.float64).reshape(base.shape[0], -1)
+    n, k = values.shape
+    out = np.empty((n, 1 + 3 * k), dtype=np.float64)
+    out[:, 0] = base
+    with np.errstate(all="ignore"):
+        for j in range(k):
+            f = values[:, j]
+            out[:, 1 + 3 * j] = f
+            out[:, 2 + 3 * j] = f - base
+            out[:, 3 + 3 * j] = safe_div(f, base)
+    return out
+
+
+def feature_names(expert_names: Sequence[str]) -> list[str]:
+    """Column names of :func:`interaction_features`: ``base_margin``, ``expert_1``, ``expert_1_delta``, …"""
+    return ["base_margin"] + [f"{name}{s}" for name in expert_names for s in PHI_SUFFIXES]
+
+
+def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
+    """Sum of the experts' corrections ``Σ_k (f_k − base)`` over the experts whose region holds the row.
+
+    This is the aggregator's extra base margin when the manifest says
+    ``"base_margin": "legacy+experts"``: final margin = base + offset + trees.
+    """
+    deltas = np.asarray(features)[:, 2::3][:, :n_experts]
+    return np.where(np.isnan(deltas), 0.0, deltas).sum(axis=1)
+
+
+def _ensure_cache_dir(bundle_dir: Path) -> None:
+    """numba caches next to the source; a read-only bundle needs another place."""
+    if os.environ.get("NUMBA_CACHE_DIR") or os.access(bundle_dir, os.W_OK):
+        return
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fecc-numba-")
+    if "numba" in sys.modules:  # numba read its config at import; make it see the new directory
+        from numba.core import config
+
+        config.reload_config()
+
+
+class ExpertSet:
+    """The experts of a bundle, ready to score.
+
+    Parameters
+    ----------
+    bundle_dir : the bundle directory.
+    experts_manifest : the manifest's ``experts`` list (each entry names its functions).
+    module_path : path of the emitted module, relative to ``bundle_dir``.
+    use_numba : ``True`` requires numba, ``False`` runs the functions as plain Python,
+        ``None`` (default) uses numba when it is installed.
+    """
+
+    def __init__(self, bundle_dir: Path, experts_manifest: list[dict[str, Any]], module_path: str,
+                 *, use_numba: bool | None = None):
+        self.bundle_dir = Path(bundle_dir)
+        self.entries = list(experts_manifest)
+        self.names = [e["name"] for e in self.entries]
+        path = self.bundle_dir / module_path
+        if not path.is_file():
+            raise ExpertLoadError(f"experts module {module_path!r} is missing from the bundle")
+        if use_numba is None:
+            use_numba = importlib.util.find_spec("numba") is not None
+        elif use_numba and importlib.util.find_spec("numba") is None:
+            raise ExpertLoadError("use_numba=True but numba is not installed")
+        if use_numba:
+            _ensure_cache_dir(self.bundle_dir)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        mod_name = f"fecc_bundle_experts_{digest}_{'jit' if use_numba else 'py'}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        # read by the emitted module before it imports numba
+        module.FECC_PURE_PYTHON = not use_numba
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001 - any import failure refuses the bundle
+            raise ExpertLoadError(f"experts module {module_path!r} failed to import: {e}") from e
+        self.module = module
+        self.jitted = not module.FECC_PURE_PYTHON
+        self.n_features = int(module.N_FEATURES)
+        missing = [n for n in self.names if n not in module.EXPERTS]
+        if missing:
+            raise ExpertLoadError(f"experts module lacks {missing} listed in the manifest")
+        try:
+            self._batch = [getattr(module, e["batch_function"]) for e in self.entries]
+        except AttributeError as e:
+            raise ExpertLoadError(f"experts module lacks a function the manifest names: {e}") from e
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the columns of :meth:`features`."""
+        return feature_names(self.names)
+
+    def _check(self, X: np.ndarray, base_margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected X of shape (n, {self.n_features}), got {X.shape}")
+        base = np.ascontiguousarray(base_margin, dtype=np.float64).reshape(-1)
+        if base.shape[0] != X.shape[0]:
+            raise ValueError(f"base_margin has {base.shape[0]} rows, X has {X.shape[0]}")
+        return X, base
+
+    def values(self, X: np.ndarray, base_margin: np.ndarray) -> np.ndarray:
+        """(n, K) expert outputs ``f_k`` in margin space, NaN outside each region."""
+        X, base = self._check(X, base_margin)
+        out = np.empty((X.shape[0], len(self._batch)), dtype=np.float64)
+        col = np.empty(X.shape[0], dtype=np.float64)
+        # plain-Python mode computes on numpy scalars: inf/NaN are values here, not warnings
+        with np.errstate(all="ignore"):
+            for k, fn in enumerate(self._batch):
+                fn(X, base, col)
+                out[:, k] = col
+        return out
+
+    def features(self, X: np.ndarray, base_margin: np.ndarray) -> np.ndarray:
+        """(n, 1 + 3K) ``[ŷ_base, φ_1, …, φ_K]``; the aggregator reads ``concat([X, this])``."""
+        X, base = self._check(X, base_margin)
+        return interaction_features(base, self.values(X, base))
+
+    def offset(self, features: np.ndarray) -> np.ndarray:
+        """``Σ_k (f_k − base)`` over active experts (see :func:`expert_offset`)."""
+        return expert_offset(features, len(self.names))
