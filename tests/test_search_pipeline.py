@@ -146,3 +146,27 @@ def test_gate_refuses_when_nothing_helps(tmp_path):
     assert result.gate.reason
     man = result.to_manifest()
     assert man["experts"] == [] and man["aggregator"] is None
+
+
+def test_regression_planted_region(tmp_path):
+    rng = np.random.default_rng(3)
+
+    def draw(n, with_region):
+        X = rng.uniform(size=(n * 2, 6))
+        if not with_region:
+            X = X[~in_planted(X)]
+        X = X[:n]
+        y = 2.0 * X[:, 0] + X[:, 1] + rng.normal(0, 0.1, n)
+        y[in_planted(X)] += 1.5 - 3.0 * X[in_planted(X), 1]
+        return pd.DataFrame(X, columns=FEATURES), y
+
+    Xl, yl = draw(1500, False)
+    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 3, "eta": 0.1, "seed": 0, "nthread": 1},
+                        xgb.DMatrix(Xl.to_numpy(), label=yl), num_boost_round=100)
+    X, y = draw(2000, True)
+    m = booster.predict(xgb.DMatrix(X.to_numpy()), output_margin=True).astype(np.float64)
+    result = run_search(X=X, y=y, legacy_margin=m, task="regression", splits=splits(2000, 3),
+                        proposer=GrammarProposer(), options=SearchOptions.from_dict(OPTIONS), workdir=tmp_path)
+    assert result.gate.decision == "ensemble", result.gate.reason
+    assert result.gate.ensemble["rmse"] < 0.95 * result.gate.legacy["rmse"]
+    json.dumps(result.to_manifest())
