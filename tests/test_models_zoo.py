@@ -42,13 +42,9 @@ _LGB_FLOAT32 = (
 )
 _UBJ = ("lower_trees accepts only 'xgboost_json'/'lightgbm'; treelite reads UBJSON with "
         "load_xgboost_model(path, format_choice='ubjson')")
-_XGB_CATS = ("treelite 4.8 refuses XGBoost 3.1+ models with a categorical encoder (cats.enc); "
-             "lowering a copy with cats.enc emptied matches exactly when the data loader feeds "
-             "codes in LegacyModel.categories order")
 KNOWN_FAILURES: dict[str, str] = {
     **{e["path"]: _LGB_FLOAT32 for e in INDEX if e["format"] == "lightgbm"},
     **{e["path"]: _UBJ for e in INDEX if e["format"] == "xgboost_ubjson"},
-    **{e["path"]: _XGB_CATS for e in INDEX if e.get("categories")},
 }
 
 # Rows whose branch depends on comparing in float64 rather than float32.
