@@ -346,3 +346,10 @@ def test_current_library_reproduces_the_old_library(fixture_id):
         got = lgb.Booster(model_file=str(model.path)).predict(X, raw_score=True)
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64).reshape(data["margin"].shape),
                                data["margin"], rtol=0, atol=1e-6)
+
+
+def test_best_iteration_is_reported():
+    """xgboost 1.7's train() always records the last round; 2.0+ only with early stopping."""
+    assert load_legacy_model(MODELS / "xgboost-1.7.6" / "binary_logistic.json").best_iteration == 7
+    assert load_legacy_model(MODELS / "xgboost-3.2.0" / "binary_logistic.json").best_iteration is None
+    assert load_legacy_model(MODELS / "lightgbm-4.7.0" / "binary.txt").best_iteration is None

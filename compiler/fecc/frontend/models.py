@@ -102,12 +102,20 @@ class LegacyModel:
         values before the link.  XGBoost maps ``base_score`` through the
         objective's inverse link (logit for logistic objectives, log for
         poisson/gamma/tweedie, unchanged otherwise, including softmax and
-        ``binary:logitraw``); LightGBM has 0.
+        ``binary:logitraw``); LightGBM has 0.  Computed in float64 here; XGBoost
+        computes it in float32, so the two can differ in the last float32 bit.
     num_trees : int
         Number of trees in the file (all classes and parallel trees together).
     booster : str
         ``"gbtree"`` or ``"dart"`` for XGBoost; ``"gbdt"``, ``"dart"``, ``"goss"``
         or ``"rf"`` for LightGBM.
+    best_iteration : int or None
+        XGBoost's ``best_iteration`` attribute (early stopping), else ``None``.
+        ``Booster.predict`` and fecc use every tree, but the scikit-learn wrappers
+        (``XGBClassifier.predict``) stop after ``best_iteration + 1`` rounds: when
+        it is below the last round, what users saw in production may differ from
+        the file's full ensemble.  LightGBM writes only the best iterations' trees
+        into model.txt, so it is ``None`` there.
     categories : tuple or None
         One entry per feature when the model stored the category values it was
         trained on: a tuple of values whose position is the integer code the trees
@@ -134,6 +142,7 @@ class LegacyModel:
     base_margin: float | tuple[float, ...]
     num_trees: int
     booster: str
+    best_iteration: int | None
     categories: tuple | None
     sha256: str
 
@@ -344,6 +353,7 @@ def _xgboost(path: Path, doc: Any, fmt: str, digest: str) -> LegacyModel:
         base_margin=margin if num_class > 1 else margin[0],
         num_trees=len(trees),
         booster=booster,
+        best_iteration=_xgb_best_iteration(learner.get("attributes")),
         categories=_xgb_categories(model.get("cats"), num_feature, name),
         sha256=digest,
     )
@@ -366,6 +376,13 @@ def _xgb_base_score(raw: Any, num_class: int, name: str) -> tuple[float, ...]:
     if len(values) != num_class:
         raise UserError(f"{name}: base_score has {len(values)} values for {num_class} classes")
     return values
+
+
+def _xgb_best_iteration(attributes: Any) -> int | None:
+    """``best_iteration`` from the learner's string attributes, when early stopping set it."""
+    if isinstance(attributes, dict) and "best_iteration" in attributes:
+        return int(attributes["best_iteration"])
+    return None
 
 
 def _xgb_categories(cats: Any, num_feature: int, name: str) -> tuple | None:
@@ -617,6 +634,7 @@ def _lightgbm(path: Path, data: bytes, digest: str) -> LegacyModel:
         base_margin=(margin,) * num_class if num_class > 1 else margin,
         num_trees=num_trees,
         booster=_lgb_booster(lines, header),
+        best_iteration=None,
         categories=_lgb_categories(lines, types, name),
         sha256=digest,
     )
