@@ -9,6 +9,7 @@ recorded by that library) and the output from the margin through ``link``.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import pickle
@@ -243,6 +244,13 @@ BAD_INPUTS = {
     "csv": (lambda p: _write(p, "m.csv", b"a,b\n1,2\n"), r"not a model fecc can read"),
     "random bytes": (lambda p: _write(p, "m.dat", bytes(range(7, 200))), r"not a model fecc can read"),
     "pickle": (lambda p: _write(p, "m.pkl", pickle.dumps({"learner": 1})), r"pickle"),
+    "gzip": (lambda p: _write(p, "m.json.gz", gzip.compress(
+        (MODELS / "xgboost-1.7.6/binary_logistic.json").read_bytes())), r"compressed"),
+    # Files the libraries themselves refuse (xgboost raises, lightgbm aborts).
+    "json with BOM": (lambda p: _write(p, "m.json", b"\xef\xbb\xbf" + (
+        MODELS / "xgboost-1.7.6/binary_logistic.json").read_bytes()), r"byte-order mark"),
+    "lightgbm CRLF": (lambda p: _write(p, "model.txt", (
+        MODELS / "lightgbm-3.3.5/binary.txt").read_bytes().replace(b"\n", b"\r\n")), r"CRLF"),
     "old xgboost binary": (lambda p: _write(p, "m.model", b"binf" + bytes(64)), r"old binary format"),
     "truncated json": (lambda p: _truncated(p, "xgboost-1.7.6/binary_logistic.json", "m.json"), r"truncated"),
     "truncated ubjson": (lambda p: _truncated(p, "xgboost-3.2.0/binary_logistic.ubj", "m.ubj"), r"truncated"),

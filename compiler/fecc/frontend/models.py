@@ -209,6 +209,14 @@ def _sniff(data: bytes, path: Path) -> str:
     name = path.name
     if not data.strip():
         raise UserError(f"{name}: the model file is empty")
+    if data[:2] == b"\x1f\x8b" or data[:3] == b"BZh" or data[:6] == b"\xfd7zXZ\x00":
+        raise UserError(f"{name}: the model file is compressed (gzip/bzip2/xz); decompress it first")
+    if data.startswith(b"\xef\xbb\xbf"):
+        # Neither xgboost nor treelite parses a JSON model after a BOM.
+        raise UserError(
+            f"{name}: starts with a UTF-8 byte-order mark (re-saved by an editor?); "
+            "xgboost/lightgbm cannot load it either: remove the first 3 bytes"
+        )
     head = data.lstrip()[:2]
     if head[:1] == b"{":
         # Text JSON continues with a quoted key or "}"; UBJSON continues with a
@@ -216,7 +224,13 @@ def _sniff(data: bytes, path: Path) -> str:
         if len(head) > 1 and head[1:2] in b"iUIlL$#":
             return "xgboost_ubjson"
         return "xgboost_json"
-    if data.startswith(b"tree\n") or data.startswith(b"tree\r\n"):
+    if data.startswith(b"tree\r\n"):
+        # LightGBM aborts the whole process (not an exception) on such a file.
+        raise UserError(
+            f"{name}: LightGBM model with Windows line endings (CRLF); LightGBM cannot "
+            "load it either: convert it with dos2unix"
+        )
+    if data.startswith(b"tree\n"):
         return "lightgbm"
     if data[:1] == b"\x80" or data[:2] == b"PK":
         # Pickles (and joblib/zip archives) would have to be executed to be read.
