@@ -18,17 +18,26 @@ Formats are recognised by their bytes, not their file name:
   - ``iteration_indptr`` (2.0+) next to ``tree_info``;
   - ``feature_names`` / ``feature_types``: empty lists when the model was trained
     without them; ``"c"`` marks a categorical feature (1.6+);
-  - categorical splits (``split_type`` 1, ``categories*`` arrays, 1.6+);
-  - JSON ``NaN`` literals in ``split_conditions`` of categorical nodes (2.1+).
+  - categorical splits (``split_type`` 1, ``categories*`` arrays, 1.6+), whose
+    unused ``split_conditions`` are a JSON ``NaN`` literal in 2.1 and ``1e-45`` in
+    3.0+;
+  - multiclass ``base_score``: one value added unchanged to every class (< 3.1),
+    one fitted value per class (3.1+);
+  - the category values of pandas categoricals, ``model.cats`` (3.1+);
+  - ``dart``: trees under ``gradient_booster.gbtree`` plus ``weight_drop``.
 
-* XGBoost UBJSON (``m.ubj``, the default binary format from 2.1): the same document
-  in Universal Binary JSON, decoded here by a small reader (no xgboost needed).
-* LightGBM text (``Booster.save_model("model.txt")``), format ``v3`` and ``v4``.
+* XGBoost UBJSON (``m.ubj``, 2.1+): the same document in Universal Binary JSON,
+  decoded here by a small reader (no xgboost needed).
+* LightGBM text (``Booster.save_model("model.txt")``), format ``v3`` (2.x) and
+  ``v4`` (3.x, 4.x).
 
 Everything we cannot lower faithfully is refused with a one-line
 :class:`fecc.errors.UserError`: gblinear, multi-output/vector-leaf trees, ranking,
 survival and hinge objectives, custom objectives, LightGBM linear trees, pickles,
-XGBoost's deprecated binary format, and files that are not models at all.
+XGBoost's deprecated binary format, files the libraries themselves cannot load
+(BOM-prefixed JSON, CRLF model.txt), and files that are not models at all.
+The fixtures in ``tests/data/models`` (built by ``tests/fixtures/make_models.py``
+with XGBoost 1.7.6 to 3.2.0 and LightGBM 2.3.1 to 4.7.0) pin each of these.
 """
 from __future__ import annotations
 
