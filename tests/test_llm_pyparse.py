@@ -70,6 +70,7 @@ def test_min_max_clip_where_pow():
     assert parse('return x["age"] ** 0.5') == Unary("sqrt", Feature("age"))
     assert parse('return x["age"] ** -1') == make("div", Const(1.0), Feature("age"))
     assert parse('return float(x["age"]) * np.pi') == make("mul", Feature("age"), Const(math.pi))
+    assert parse('return float(x["age"] > 1)') == Where(make("gt", Feature("age"), Const(1.0)), Const(1.0), Const(0.0))
 
 
 def test_comparisons_chain_and_logic():

@@ -286,7 +286,8 @@ _FUNCTIONS = {
     "fmin": (2, _nested("min")), "fmax": (2, _nested("max")),
     "clip": (3, _clip),
     "where": (3, lambda p, node, c, a, b: p.where(node, c, a, b)),
-    "float": (1, lambda p, node, a: p.num(a, node)),
+    # float(condition) is 1.0 or 0.0, as in Python
+    "float": (1, lambda p, node, a: a if a.type == "num" else p.mk("where", a, p.const(1.0), p.const(0.0))),
     "pow": (2, lambda p, node, a, k: p.power(node, a, k)),
     "power": (2, lambda p, node, a, k: p.power(node, a, k)),
 }
