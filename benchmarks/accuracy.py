@@ -46,8 +46,8 @@ def _encode(df: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for c in df.columns:
         col = df[c]
-        if col.dtype == object:
-            col = col.str.strip().replace({"?": np.nan})
+        if not pd.api.types.is_numeric_dtype(col):
+            col = col.astype(str).str.strip().replace({"?": np.nan, "nan": np.nan})
             codes = pd.Categorical(col, categories=sorted(col.dropna().unique())).codes.astype(float)
             codes[codes < 0] = np.nan
             out[c] = codes

@@ -95,7 +95,7 @@ def test_planted_region_found_and_holdout_improves(planted):
 def test_manifest_is_json_and_complete(planted):
     result, _ = planted
     man = result.to_manifest()
-    json.dumps(man)
+    json.dumps(man, allow_nan=False)
     e = man["experts"][0]
     assert e["name"] == "expert_1" and e["batch_function"] == "expert_1_batch"
     assert {"rule", "postfix"} <= set(e["region"]) and {"math", "postfix"} <= set(e["correction"])
@@ -169,4 +169,4 @@ def test_regression_planted_region(tmp_path):
                         proposer=GrammarProposer(), options=SearchOptions.from_dict(OPTIONS), workdir=tmp_path)
     assert result.gate.decision == "ensemble", result.gate.reason
     assert result.gate.ensemble["rmse"] < 0.95 * result.gate.legacy["rmse"]
-    json.dumps(result.to_manifest())
+    json.dumps(result.to_manifest(), allow_nan=False)

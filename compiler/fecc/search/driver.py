@@ -110,6 +110,9 @@ class SearchResult:
         When the gate says legacy-only, ``experts`` is empty and ``aggregator`` is ``None``;
         the candidates that were refused stay visible under ``gate["candidates"]``.
         """
+        return _jsonable(self._manifest())
+
+    def _manifest(self) -> dict:
         gate = self.gate.to_manifest()
         gate["dropped"] = list(self.dropped)
         entries = self.expert_entries()
@@ -123,6 +126,21 @@ class SearchResult:
         return {"options": self.options.to_dict(),
                 "regions": [{"index": r.index, "rule": r.rule(), "score": r.score, "n_train": r.n_train,
                              "mean_abs_residual": r.mean_abs_residual} for r in self.regions]}
+
+
+def _jsonable(value):
+    """Plain JSON types only; NaN and ±inf (not valid JSON) become ``None``."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _features(expr) -> tuple[str, ...]:

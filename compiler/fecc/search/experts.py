@@ -322,6 +322,10 @@ class Chain:
                          expect="num", limits=Limits())
                 if not new_names:
                     raise IRValidationError(["the structure adds no new parameter to tune"])
+                clash = sorted(set(new_names) & set(self.region.thresholds))
+                if clash:
+                    raise IRValidationError([f"parameter name(s) {', '.join('@' + c for c in clash)} are "
+                                             "reserved for the region's thresholds"])
             except IRValidationError as e:
                 feedback = f"the previous answer was rejected: {e}"
                 self._record(**common, status="invalid", intent=prop.intent, expr_postfix=to_postfix(prop.expr),
