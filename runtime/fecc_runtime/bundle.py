@@ -1,0 +1,291 @@
+"""Loading, verifying and serving a fecc bundle.
+
+A bundle is a directory with ``manifest.json`` at its root.  :func:`load` checks the
+manifest's format version, the sha256 of every file it lists, then loads the compiled
+libraries and replays the stored parity vectors; any difference refuses the bundle
+with a :class:`BundleError` before a single request is served.
+
+Scoring follows the manifest and nothing else:
+
+1. legacy margin ``m = legacy(x)`` (compiled trees);
+2. if the bundle has experts and an aggregator (the safety gate let them through):
+   ``m = m + aggregator([x, m, φ(x)])`` where ``φ`` are the experts' features;
+3. the task's link turns the margin into the output (sigmoid for binary models).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import BundleError
+
+FORMAT = "fecc-bundle"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
+    """Turn margins into outputs: ``logistic``, ``identity``, ``exp`` or ``softmax`` (last axis)."""
+    m = np.asarray(margin, dtype=np.float64)
+    if link == "logistic":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-m))
+    if link == "identity":
+        return m
+    if link == "exp":
+        with np.errstate(over="ignore"):
+            return np.exp(m)
+    if link == "softmax":
+        z = m - m.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+    raise BundleError(f"unknown link function {link!r} in manifest")
+
+
+class Bundle:
+    """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`."""
+
+    def __init__(self, path: Path, manifest: dict):
+        from .trees import TreeEngineError, TreeEnsemble  # numpy + ctypes only
+
+        self.path = path
+        self.manifest = manifest
+        self.task = manifest["task"]
+        self.feature_names: tuple[str, ...] = tuple(f["name"] for f in manifest["features"])
+        self._index = {n: i for i, n in enumerate(self.feature_names)}
+        self._categories = {
+            f["name"]: {c: i for i, c in enumerate(f["categories"])}
+            for f in manifest["features"] if f.get("categories") is not None
+        }
+        self.link = self.task["link"]
+        try:
+            self._legacy = TreeEnsemble(path, manifest["legacy"])
+            agg = manifest.get("aggregator")
+            self._aggregator = TreeEnsemble(path, agg) if agg else None
+        except BundleError:
+            raise
+        except (OSError, TreeEngineError) as exc:
+            raise BundleError(
+                f"cannot load the compiled library of {path}: {exc} "
+                "(built for another CPU/OS? recompile the bundle on this platform)"
+            ) from None
+        self._experts = None
+        if manifest.get("experts") and self._aggregator is not None:
+            from .experts import ExpertSet
+
+            self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"])
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def uses_experts(self) -> bool:
+        """True when the safety gate let the experts and aggregator into this bundle."""
+        return self._experts is not None
+
+    def _column(self, name: str, values) -> np.ndarray:
+        cats = self._categories.get(name)
+        if cats is not None:
+            # category values map to the codes the legacy model was trained with;
+            # unseen or missing categories become NaN, i.e. XGBoost's missing branch
+            vals = np.asarray(values, dtype=object).ravel()
+            return np.array([cats.get(v, math.nan) if v is not None else math.nan for v in vals], dtype=np.float64)
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BundleError(f"feature {name!r} must be numeric") from None
+        return arr
+
+    def matrix(self, data: Any) -> np.ndarray:
+        """Input rows as a float64 (n, n_features) matrix in manifest order (NaN = missing).
+
+        ``data`` is a DataFrame or a mapping of columns (columns by name; extra columns
+        ignored) or a 2-D array with the features in manifest order.
+        """
+        if isinstance(data, np.ndarray) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple, np.ndarray))):
+            arr = np.asarray(data)
+            if arr.ndim != 2 or arr.shape[1] != len(self.feature_names):
+                raise BundleError(
+                    f"expected a 2-D array with {len(self.feature_names)} columns in manifest order, got shape {arr.shape}"
+                )
+            if self._categories:
+                return np.column_stack([self._column(n, arr[:, i]) for i, n in enumerate(self.feature_names)])
+            try:
+                return np.ascontiguousarray(arr, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise BundleError("input array must be numeric") from None
+        if hasattr(data, "columns") or isinstance(data, Mapping):
+            keys = set(data.columns) if hasattr(data, "columns") else set(data.keys())
+            missing = [n for n in self.feature_names if n not in keys]
+            if missing:
+                shown = ", ".join(repr(m) for m in missing[:8])
+                raise BundleError(f"input lacks {len(missing)} feature column(s): {shown}")
+            cols = [self._column(n, data[n]) for n in self.feature_names]
+            if cols and any(c.shape != cols[0].shape for c in cols):
+                raise BundleError("input columns have different lengths")
+            return np.ascontiguousarray(np.column_stack(cols) if cols else np.empty((0, 0)), dtype=np.float64)
+        raise BundleError(f"cannot score a {type(data).__name__}; pass a DataFrame, a mapping of columns or a 2-D array")
+
+    def row(self, row: Mapping[str, Any] | Sequence[float]) -> np.ndarray:
+        """One input row as a float64 vector in manifest order."""
+        out = np.empty(len(self.feature_names), dtype=np.float64)
+        if isinstance(row, Mapping):
+            for i, name in enumerate(self.feature_names):
+                try:
+                    v = row[name]
+                except KeyError:
+                    raise BundleError(f"input row lacks feature {name!r}") from None
+                out[i] = self._scalar(name, v)
+            return out
+        values = list(row)
+        if len(values) != len(self.feature_names):
+            raise BundleError(f"expected {len(self.feature_names)} values in manifest order, got {len(values)}")
+        for i, (name, v) in enumerate(zip(self.feature_names, values)):
+            out[i] = self._scalar(name, v)
+        return out
+
+    def _scalar(self, name: str, v) -> float:
+        cats = self._categories.get(name)
+        if cats is not None:
+            return float(cats.get(v, math.nan)) if v is not None else math.nan
+        if v is None:
+            return math.nan
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise BundleError(f"feature {name!r} must be numeric, got {v!r}") from None
+
+    # ----------------------------------------------------------------- scoring
+    def predict_margin_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Margins for a float64 matrix from :meth:`matrix`."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        margin = np.asarray(self._legacy.predict(X32, margin=True), dtype=np.float64)
+        if self._experts is None:
+            return margin
+        # experts see the same float32-rounded values the trees see
+        X64 = X32.astype(np.float64)
+        phi = self._experts.features(X64, margin)
+        agg_in = np.ascontiguousarray(np.hstack([X64, phi]), dtype=np.float32)
+        return margin + np.asarray(self._aggregator.predict(agg_in, margin=True), dtype=np.float64)
+
+    def predict(self, data: Any, *, output: str = "prediction") -> np.ndarray:
+        """Score many rows.
+
+        Parameters
+        ----------
+        data : DataFrame, mapping of columns, or 2-D array in manifest order.
+        output : ``"prediction"`` (probability for classifiers, value for regression)
+            or ``"margin"`` (raw score before the link function).
+        """
+        margin = self.predict_margin_matrix(self.matrix(data))
+        if output == "margin":
+            return margin
+        if output != "prediction":
+            raise BundleError(f"output must be 'prediction' or 'margin', got {output!r}")
+        return apply_link(margin, self.link)
+
+    def predict_one(self, row: Mapping[str, Any] | Sequence[float], *, output: str = "prediction"):
+        """Score one row given as a dict (by feature name) or a sequence in manifest order."""
+        x = self.row(row)
+        if self._experts is None:
+            m = self._legacy.predict_row(x.astype(np.float32), margin=True)
+            m = np.asarray(m, dtype=np.float64)
+        else:
+            m = self.predict_margin_matrix(x[None, :])[0]
+        if output == "margin":
+            return m if m.ndim else float(m)
+        out = apply_link(m, self.link)
+        return out if np.ndim(out) else float(out)
+
+    def __repr__(self):
+        kind = "legacy + experts" if self.uses_experts else "legacy only"
+        return f"<fecc bundle {self.path} ({kind}, {len(self.feature_names)} features, {self.task['kind']})>"
+
+
+def _read_manifest(path: Path) -> dict:
+    mpath = path / "manifest.json"
+    if not path.exists():
+        raise BundleError(f"bundle not found: {path}")
+    if not mpath.is_file():
+        raise BundleError(f"{path} is not a fecc bundle (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest.json of {path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{mpath} is not a fecc bundle manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format version {manifest.get('format_version')!r} is not supported by this runtime "
+            f"(supports {FORMAT_VERSION}); use a matching fecc_runtime"
+        )
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict) -> None:
+    """Check that every listed file exists and has its recorded sha256; nothing unlisted is executable code."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError("manifest lists no files")
+    root = path.resolve()
+    for rel, digest in sorted(files.items()):
+        target = (path / rel).resolve()
+        if root not in target.parents:
+            raise BundleError(f"manifest lists a file outside the bundle: {rel}")
+        if not target.is_file():
+            raise BundleError(f"bundle file missing: {rel}")
+        actual = sha256_file(target)
+        if actual != digest:
+            raise BundleError(f"bundle file {rel} was modified: sha256 {actual[:12]}… differs from manifest {digest[:12]}…")
+
+
+def replay_parity(bundle: Bundle) -> None:
+    """Score the stored parity inputs and compare with the outputs recorded at compile time."""
+    spec = bundle.manifest.get("parity")
+    if not spec:
+        raise BundleError("manifest has no parity vectors")
+    inputs = np.load(bundle.path / spec["inputs"], allow_pickle=False)
+    expected = np.load(bundle.path / spec["expected"], allow_pickle=False)
+    got = bundle.predict(inputs, output=spec.get("output", "prediction"))
+    if got.shape != expected.shape:
+        raise BundleError(f"parity check failed: output shape {got.shape} != recorded {expected.shape}")
+    diff = np.abs(got - expected)
+    both_nan = np.isnan(got) & np.isnan(expected)
+    diff[both_nan] = 0.0
+    bad = ~(diff <= spec.get("atol", 1e-6))
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+        raise BundleError(
+            f"parity check failed on {int(bad.reshape(len(bad), -1).any(axis=1).sum())} of {len(expected)} recorded rows "
+            f"(row {i}: expected {expected[i]!r}, got {got[i]!r}); the compiled code does not reproduce "
+            "compile-time predictions on this machine — refusing to serve"
+        )
+
+
+def load(path: str | Path, *, verify: bool = True) -> Bundle:
+    """Load a bundle, verify every file's sha256 and replay its parity vectors.
+
+    Raises
+    ------
+    BundleError
+        The bundle is missing, tampered with, of an unsupported format version, or its
+        compiled code does not reproduce the recorded predictions on this machine.
+    """
+    path = Path(path)
+    manifest = _read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    bundle = Bundle(path, manifest)
+    if verify:
+        replay_parity(bundle)
+    return bundle
