@@ -65,8 +65,7 @@ def _float32_view(X: pd.DataFrame) -> pd.DataFrame:
     """
     out = X.copy()
     for c in out.columns:
-        if out[c].dtype.kind == "f":
-            out[c] = out[c].astype(np.float32).astype(np.float64)
+        out[c] = out[c].astype(np.float32).astype(np.float64)
     return out
 
 
@@ -75,19 +74,29 @@ def _parity_inputs(X: pd.DataFrame, seed: int) -> pd.DataFrame:
     idx = np.sort(rng.choice(len(X), size=min(PARITY_ROWS, len(X)), replace=False))
     rows = X.iloc[idx].reset_index(drop=True)
     edge = pd.DataFrame([rows.iloc[0]] * 2).reset_index(drop=True)
-    for c in edge.columns:
-        if edge[c].dtype.kind == "f":
-            edge.loc[0, c] = np.nan   # every feature missing
-            edge.loc[1, c] = 0.0
+    edge.loc[0, :] = np.nan   # every feature missing
+    edge.loc[1, :] = 0.0
     return pd.concat([rows, edge], ignore_index=True)
+
+
+def _categorical_features(model, explicit_names) -> dict[str, tuple | None]:
+    """Table column -> stored category values, for the features the model splits on categorically."""
+    types = model.feature_types or ()
+    if "c" not in types:
+        return {}
+    names = explicit_names or model.feature_names or [f"f{i}" for i in range(model.num_feature)]
+    stored = model.categories or (None,) * model.num_feature
+    return {names[i]: stored[i] for i, t in enumerate(types) if t == "c"}
 
 
 def _manifest_features(ds: Dataset) -> list[dict]:
     out = []
     for name in ds.feature_names:
-        col = ds.X[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            out.append({"name": name, "dtype": "categorical", "categories": [_jsonable(c) for c in col.cat.categories]})
+        if name in ds.categorical:
+            entry = {"name": name, "dtype": "categorical"}
+            if ds.categorical[name] is not None:
+                entry["categories"] = [_jsonable(c) for c in ds.categorical[name]]
+            out.append(entry)
         else:
             out.append({"name": name, "dtype": "float"})
     return out
@@ -119,7 +128,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     model = load_legacy_model(model_path)
     say(f"model: {model.format} {model.objective}, {model.num_trees} trees, {model.num_feature} features")
     df = read_table(data_path)
-    categorical = [n for n, t in zip(model.feature_names or (), model.feature_types or ()) if t == "c"]
+    categorical = _categorical_features(model, options.feature_names)
     ds = prepare(
         df, model_feature_names=model.feature_names, num_feature=model.num_feature, task=model.task,
         target=options.target, feature_names=options.feature_names, categorical=categorical,
@@ -174,7 +183,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         from fecc_runtime import apply_link
 
         expected = apply_link(margin_ref, model.link)
-        inputs = np.column_stack([_codes(P[c]) for c in P.columns]).astype(np.float64)
+        inputs = P.to_numpy(dtype=np.float64)
         manifest["parity"] = {
             "inputs": bw.save_array("parity/inputs.npy", inputs),
             "expected": bw.save_array("parity/expected.npy", expected),
@@ -205,14 +214,6 @@ def _verify_staged(path: Path) -> None:
         fecc_runtime.load(path)
     except fecc_runtime.BundleError as exc:
         raise CompileError(f"the compiled bundle does not reproduce the reference predictions: {exc}") from None
-
-
-def _codes(col: pd.Series) -> np.ndarray:
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = col.cat.codes.to_numpy().astype(np.float64)
-        codes[codes < 0] = np.nan
-        return codes
-    return col.to_numpy(dtype=np.float64)
 
 
 def _output_desc(link: str) -> str:

@@ -37,7 +37,8 @@ def sha256_file(path: Path) -> str:
 
 
 def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
-    """Turn margins into outputs: ``logistic``, ``identity``, ``exp`` or ``softmax`` (last axis)."""
+    """Turn margins into outputs: ``logistic`` (per class too), ``identity``, ``exp``,
+    ``softmax`` (last axis) or ``argmax`` (the class index, XGBoost ``multi:softmax``)."""
     m = np.asarray(margin, dtype=np.float64)
     if link == "logistic":
         with np.errstate(over="ignore"):
@@ -51,6 +52,8 @@ def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
         z = m - m.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
+    if link == "argmax":
+        return np.argmax(m, axis=-1).astype(np.float64)
     raise BundleError(f"unknown link function {link!r} in manifest")
 
 

@@ -18,17 +18,17 @@ def reference_margin(model: LegacyModel, X: pd.DataFrame) -> np.ndarray:
 
     Returns shape ``(n,)`` for binary/regression and ``(n, num_class)`` for multiclass.
     """
-    if model.format == "xgboost_json":
+    if model.format in ("xgboost_json", "xgboost_ubjson"):
         import xgboost as xgb
 
         booster = xgb.Booster(model_file=str(model.path))
-        # feature names of the table may differ from the model's (positional mapping)
+        # table columns may be named differently from the model's features (positional
+        # mapping); categorical features arrive as integer codes, typed "c" here
         booster.feature_names = None
         booster.feature_types = None
-        data = X.copy()
-        data.columns = [f"f{i}" for i in range(X.shape[1])]
-        cat = any(isinstance(t, pd.CategoricalDtype) for t in data.dtypes)
-        dm = xgb.DMatrix(data, missing=np.nan, enable_categorical=cat)
+        types = list(model.feature_types) if model.feature_types and "c" in model.feature_types else None
+        dm = xgb.DMatrix(X.to_numpy(dtype=np.float64), missing=np.nan, feature_types=types,
+                         enable_categorical=types is not None)
         out = booster.predict(dm, output_margin=True)
         return np.asarray(out, dtype=np.float64)
     if model.format == "lightgbm":

@@ -62,6 +62,8 @@ class Dataset:
     feature_names: tuple[str, ...]
     target: str | None
     notes: list[str] = field(default_factory=list)
+    #: categorical features -> category values by code (``None``: the column holds codes)
+    categorical: dict[str, list | None] = field(default_factory=dict)
 
 
 def choose_target(df: pd.DataFrame, features: Sequence[str], target: str | None) -> str:
@@ -126,15 +128,50 @@ def _resolve_features(
     return names
 
 
-def _numeric_features(df: pd.DataFrame, names: list[str], categorical: set[str]) -> pd.DataFrame:
+def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> tuple[pd.Series, list | None]:
+    """Integer codes (float64, NaN = missing or unseen) for a categorical feature.
+
+    With the category values the model stored, a value's code is its position there
+    (values never seen in training become NaN: XGBoost's missing branch).  Without
+    them, numeric columns already are the codes the trees test, and a pandas category
+    column keeps its own codes (its category order must be the training order).
+    """
+    name = col.name
+    if stored is not None:
+        lookup = {v: i for i, v in enumerate(stored)}
+        lookup.update({str(v): i for i, v in enumerate(stored)})
+        values = col.astype(object)
+        codes = values.map(lambda v: lookup.get(v, lookup.get(str(v), np.nan)) if not pd.isna(v) else np.nan)
+        unseen = int((codes.isna() & values.notna()).sum())
+        if unseen:
+            notes.append(f"categorical feature {name!r}: {unseen} value(s) not seen in training score as missing")
+        return codes.astype(np.float64), list(stored)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        notes.append(f"categorical feature {name!r}: the model stored no category list; using the column's "
+                     "own category order as the codes (it must be the order used in training)")
+        codes = col.cat.codes.astype(np.float64)
+        return codes.where(codes >= 0, np.nan), [_plain(c) for c in col.cat.categories]
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.astype(np.float64), None
+    raise UserError(
+        f"categorical feature {name!r} holds {col.dtype} values but the model stored no category list; "
+        "pass integer codes or a pandas category column in the training order"
+    )
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _numeric_features(df: pd.DataFrame, names: list[str], categories: dict[str, tuple | None],
+                      notes: list[str]) -> tuple[pd.DataFrame, dict[str, list | None]]:
     bad = []
     cols = {}
+    used: dict[str, list | None] = {}
     for name in names:
         col = df[name]
-        if name in categorical:
-            if not isinstance(col.dtype, pd.CategoricalDtype):
-                col = col.astype("category")
-            cols[name] = col
+        if name in categories:
+            cols[name], used[name] = _category_codes(col, categories[name], notes)
             continue
         if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             cols[name] = col.astype(np.float64)
@@ -146,7 +183,7 @@ def _numeric_features(df: pd.DataFrame, names: list[str], categorical: set[str])
             + ("" if len(bad) <= 8 else f", ... ({len(bad)} in all)")
             + "; encode them as numbers before compiling (the legacy model saw numbers)"
         )
-    return pd.DataFrame(cols, index=df.index)
+    return pd.DataFrame(cols, index=df.index), used
 
 
 def _target_values(series: pd.Series, task: str) -> np.ndarray:
@@ -180,13 +217,14 @@ def prepare(
     task: str,
     target: str | None = None,
     feature_names: Sequence[str] | None = None,
-    categorical: Sequence[str] = (),
+    categorical: dict[str, tuple | None] | None = None,
     need_target: bool = True,
 ) -> Dataset:
     """Line up ``df`` with the model: feature columns in model order, target checked.
 
-    ``categorical`` names features the model splits on categorically; those keep a
-    pandas category dtype, every other feature becomes float64.
+    Every feature becomes float64.  ``categorical`` maps the features the model splits
+    on categorically to the category values it stored (or ``None``); their values
+    become the integer codes the trees test (see :func:`_category_codes`).
     """
     notes: list[str] = []
     names_for_target = feature_names or model_feature_names or []
@@ -194,9 +232,9 @@ def prepare(
     if need_target:
         tcol = choose_target(df, names_for_target, target)
     names = _resolve_features(df, model_feature_names, num_feature, feature_names, tcol, notes)
-    X = _numeric_features(df, names, set(categorical))
+    X, used = _numeric_features(df, names, dict(categorical or {}), notes)
     y = _target_values(df[tcol], task) if tcol is not None else None
-    inf = int(np.isinf(X.select_dtypes("number").to_numpy()).sum()) if len(X.columns) else 0
+    inf = int(np.isinf(X.to_numpy()).sum()) if len(X.columns) else 0
     if inf:
         notes.append(f"{inf} infinite feature value(s): kept, compared like any number (XGBoost semantics)")
-    return Dataset(X=X, y=y, feature_names=tuple(names), target=tcol, notes=notes)
+    return Dataset(X=X, y=y, feature_names=tuple(names), target=tcol, notes=notes, categorical=used)
