@@ -140,6 +140,30 @@ def test_same_seed_same_module_and_manifest(planted, tmp_path):
     assert emit_module(again.experts, again.feature_names).text == emit_module(first.experts, first.feature_names).text
 
 
+def test_same_bundle_across_processes_and_hash_seeds(tmp_path):
+    """Determinism does not depend on the process (set order, PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json, sys, tempfile\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_search_pipeline import search\n"
+        "from fecc.lower.numba_backend import emit_module\n"
+        "r, _ = search(tempfile.mkdtemp(), max_proposals=3, n_regions=2)\n"
+        "print(json.dumps([r.to_manifest(), emit_module(r.experts, r.feature_names).text], sort_keys=True))\n"
+    )
+    outs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append(done.stdout)
+    assert outs[0] == outs[1]
+
+
 def test_gate_refuses_when_nothing_helps(tmp_path):
     result, _ = search(tmp_path, noise=True)
     assert result.gate.decision == "legacy-only"
