@@ -131,6 +131,7 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     if agg.booster is not None:
         final = final + agg.booster.predict(xgb.DMatrix(np.hstack([Xn, got]), missing=np.nan), output_margin=True)
     np.testing.assert_allclose(final, agg.margin(Xn, want), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(result.predict_margin(X, m), final, rtol=1e-6, atol=1e-6)
 
 
 def test_same_seed_same_module_and_manifest(planted, tmp_path):
@@ -194,3 +195,36 @@ def test_regression_planted_region(tmp_path):
     assert result.gate.decision == "ensemble", result.gate.reason
     assert result.gate.ensemble["rmse"] < 0.95 * result.gate.legacy["rmse"]
     json.dumps(result.to_manifest(), allow_nan=False)
+
+
+def test_chain_survives_bad_proposals_and_feeds_errors_back(tmp_path):
+    """Proposer errors, invalid IR and crashes are archived, fed back, and cost only a proposal."""
+    from fecc.ir import Binary, Feature, Param
+    from fecc.llm.base import Proposal, ProposalError
+
+    class Flaky:
+        name = "flaky"
+
+        def __init__(self):
+            self.calls, self.feedback, self.inner = 0, [], GrammarProposer()
+
+        def propose(self, ctx):
+            self.calls += 1
+            self.feedback.append(ctx.feedback)
+            if self.calls == 1:
+                raise ProposalError("no JSON in the answer", raw="blah")
+            if self.calls == 2:
+                return Proposal(Binary("add", ctx.current, Binary("mul", Param("q"), Feature("nope"))), {})
+            if self.calls == 3:
+                raise RuntimeError("backend fell over")
+            return self.inner.propose(ctx)
+
+    X, y, m, sp = compile_data()
+    flaky = Flaky()
+    result = run_search(X=X, y=y, legacy_margin=m, task="binary", splits=sp, proposer=flaky,
+                        options=SearchOptions.from_dict({**OPTIONS, "n_regions": 1, "max_proposals": 5}),
+                        workdir=tmp_path)
+    statuses = [r["status"] for r in read_candidates(result.archive_path)]
+    assert statuses[:4] == ["accepted", "proposer-error", "invalid", "proposer-error"]
+    assert "no JSON" in flaky.feedback[1] and "nope" in flaky.feedback[2]
+    assert len(statuses) == 6  # the seed + 5 proposals

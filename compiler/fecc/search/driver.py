@@ -83,6 +83,20 @@ class SearchResult:
         """Write the aggregator booster as XGBoost JSON; ``None`` when there is no booster."""
         return self.aggregator.save_json(path) if self.aggregator is not None else None
 
+    def predict_margin(self, X: pd.DataFrame, legacy_margin: np.ndarray) -> np.ndarray:
+        """Final margin of what ships, computed with the IR's numpy evaluator (for parity vectors).
+
+        ``legacy_margin`` when the gate said legacy-only; else the aggregator's margin over
+        ``x ⊕ [ŷ_base, φ]`` exactly as the bundle's runtime computes it.
+        """
+        m = np.asarray(legacy_margin, dtype=np.float64).reshape(-1)
+        if not self.shipped or self.aggregator is None:
+            return m.copy()
+        X = X.astype(np.float64)
+        X.columns = [str(c) for c in X.columns]
+        values = np.column_stack([e.values(X, m) for e in self.experts])
+        return self.aggregator.margin(X[self.feature_names].to_numpy(np.float64), interaction_features(m, values))
+
     def expert_entries(self) -> list[dict]:
         out = []
         for e in self.experts:
@@ -162,7 +176,9 @@ def _check_inputs(X, y, legacy_margin, task, splits):
     if missing:
         raise ValueError(f"splits lacks {sorted(missing)}")
     idx = {k: np.asarray(splits[k], dtype=np.int64) for k in ("train", "valid", "holdout")}
-    return X.astype(np.float64), y, m, idx
+    X = X.astype(np.float64)
+    X.columns = [str(c) for c in X.columns]  # IR features are named by strings
+    return X, y, m, idx
 
 
 def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, task: str,

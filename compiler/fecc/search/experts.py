@@ -316,6 +316,11 @@ class Chain:
                              seconds=time.perf_counter() - t1)
                 tau *= opts.tau_decay
                 continue
+            except Exception as e:  # noqa: BLE001 - a crashing backend costs a proposal, not the compile
+                self._record(**common, status="proposer-error", message=f"{type(e).__name__}: {e}",
+                             seconds=time.perf_counter() - t1)
+                tau *= opts.tau_decay
+                continue
             new_names = [p for p in params_of(prop.expr) if p not in cur_params]
             try:
                 validate(prop.expr, features=self.features, params=set(cur_params) | set(prop.space),
