@@ -121,7 +121,8 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     write_module(result.experts, result.feature_names, tmp_path)
     entries = result.to_manifest()["experts"]
     es = ExpertSet(tmp_path, entries, "experts.py")
-    Xn = X.to_numpy(np.float64)
+    Xn = X.to_numpy(np.float32).astype(np.float64)  # the runtime scores float32-rounded rows
+    X = pd.DataFrame(Xn, columns=X.columns)
     got = es.features(Xn, m)
     want = interaction_features(m, np.column_stack([e.values(X, m) for e in result.experts]))
     np.testing.assert_allclose(got, want, rtol=1e-13, equal_nan=True)

@@ -92,7 +92,7 @@ class SearchResult:
         m = np.asarray(legacy_margin, dtype=np.float64).reshape(-1)
         if not self.shipped or self.aggregator is None:
             return m.copy()
-        X = X.astype(np.float64)
+        X = X.astype(np.float32).astype(np.float64)  # what the runtime feeds the experts
         X.columns = [str(c) for c in X.columns]
         values = np.column_stack([e.values(X, m) for e in self.experts])
         return self.aggregator.margin(X[self.feature_names].to_numpy(np.float64), interaction_features(m, values))
@@ -176,7 +176,10 @@ def _check_inputs(X, y, legacy_margin, task, splits):
     if missing:
         raise ValueError(f"splits lacks {sorted(missing)}")
     idx = {k: np.asarray(splits[k], dtype=np.int64) for k in ("train", "valid", "holdout")}
-    X = X.astype(np.float64)
+    # The bundle feeds the experts the float32-rounded values the compiled trees read
+    # (XGBoost compares in float32); the search sees exactly those values, so thresholds
+    # and corrections are chosen on what is served.
+    X = X.astype(np.float32).astype(np.float64)
     X.columns = [str(c) for c in X.columns]  # IR features are named by strings
     return X, y, m, idx
 
@@ -188,7 +191,8 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
 
     Parameters
     ----------
-    X : float64 columns in model feature order; NaN is missing.
+    X : float64 columns in model feature order; NaN is missing.  Values are rounded to
+        float32 first, as the bundle's runtime does before scoring.
     y : labels (0/1 for binary).
     legacy_margin : the frozen legacy model's margin on every row of ``X``.
     task : ``"binary"`` or ``"regression"``.
