@@ -136,3 +136,29 @@ def test_runtime_without_numba_module_attribute(tmp_path):
 
 def test_emit_is_stable():
     assert emit_module(EXPERTS, FEATURES).text == emit_module(list(EXPERTS), list(FEATURES)).text
+
+
+# --- random well-typed expressions (hypothesis), plain-Python mode of the same emitted source
+from hypothesis import given  # noqa: E402
+
+from ir_strategies import FEATURES as H_FEATURES, columns, num_exprs  # noqa: E402
+
+
+@given(expr=num_exprs(max_leaves=10, with_params=False), cols=columns(6))
+def test_random_expressions_match_the_reference(expr, cols):
+    import tempfile
+    from pathlib import Path
+
+    e = Expert(name="expert_1", region_index=1, region=Unary("not", Unary("isnan", Feature(H_FEATURES[0]))),
+               region_rule="", correction=expr, structure=expr, params={}, metrics={}, iterations=0)
+    with tempfile.TemporaryDirectory() as d:
+        write_module([e], list(H_FEATURES), Path(d))
+        es = ExpertSet(Path(d), [{"name": "expert_1", **function_names("expert_1")}], "experts.py",
+                       use_numba=False)
+        X = np.column_stack([cols[f] for f in H_FEATURES])
+        got = _scalar(es.module.expert_1_correction, X)
+        with np.errstate(all="ignore"):
+            want = evaluate(expr, cols)
+        _assert_same(got, want)
+        base = np.zeros(len(X))
+        _assert_same(es.values(X, base)[:, 0], e.values(cols, base))
