@@ -229,3 +229,24 @@ def test_chain_survives_bad_proposals_and_feeds_errors_back(tmp_path):
     assert statuses[:4] == ["accepted", "proposer-error", "invalid", "proposer-error"]
     assert "no JSON" in flaky.feedback[1] and "nope" in flaky.feedback[2]
     assert len(statuses) == 6  # the seed + 5 proposals
+
+
+@pytest.mark.parametrize("over", [{"aggregator": "sum"}, {"aggregator_base": "legacy"}])
+def test_aggregator_variants(tmp_path, over):
+    result, (X, y, m, sp) = search(tmp_path, **over)
+    man = result.to_manifest()
+    json.dumps(man, allow_nan=False)
+    if not result.shipped:
+        assert man["aggregator"] is None and result.gate.reason
+        return
+    agg = man["aggregator"]
+    assert agg["base_margin"] == result.options.aggregator_base
+    if over.get("aggregator") == "sum":
+        assert agg["kind"] == "sum" and result.booster is None and result.save_aggregator(tmp_path / "a.json") is None
+        # the plain sum: legacy margin plus each active expert's correction
+        ho = sp["holdout"]
+        Xh = X.iloc[ho].reset_index(drop=True).astype(np.float32).astype(np.float64)
+        want = m[ho] + sum(np.nan_to_num(e.values(Xh, m[ho]) - m[ho]) for e in result.experts)
+        np.testing.assert_allclose(result.predict_margin(Xh, m[ho]), want)
+    else:
+        assert agg["kind"] == "xgboost" and result.save_aggregator(tmp_path / "a.json").exists()

@@ -246,11 +246,15 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
 
     aggregator = None
     ensemble_hold = None
+    no_gain = "no expert earned its place on the valid split" if regions else "no hard region found"
     if experts:
         aggregator = fit_aggregator(task=task, X=valid.frame.to_numpy(np.float64), phi=phi(valid), y=valid.y,
                                     model_features=names, expert_names=[e.name for e in experts], options=options)
         say(f"search: aggregator {aggregator.kind} ({aggregator.n_rounds} rounds; cv {aggregator.cv})")
-        ensemble_hold = aggregator.margin(hold.frame.to_numpy(np.float64), phi(hold))
+        if aggregator.kind == "sum" and aggregator.base == "legacy":
+            no_gain = "the aggregator found nothing to add to the legacy margin (cross-validation on valid)"
+        else:
+            ensemble_hold = aggregator.margin(hold.frame.to_numpy(np.float64), phi(hold))
 
     # the holdout is read here, once
     masks = {e.name: e.mask(hold.cols) for e in experts}
@@ -262,8 +266,7 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
                                 "region_legacy": metrics.report(task, hold.y[mask], hold.margin[mask])}
     gate = decide(task=task, y=hold.y, legacy_margin=hold.margin, ensemble_margin=ensemble_hold,
                   region_masks=masks, tolerance=options.gate_tolerance,
-                  no_experts_reason="no expert earned its place on the valid split" if regions
-                  else "no hard region found")
+                  no_experts_reason=no_gain)
     say(f"search: gate → {gate.decision}: {gate.reason}")
     return SearchResult(task=task, feature_names=names, experts=experts, aggregator=aggregator, gate=gate,
                         regions=regions, dropped=dropped, options=options, archive_path=archive_path)
