@@ -1,0 +1,128 @@
+"""Latency of fecc's compiled trees against XGBoost, measured in one run.
+
+Trains two XGBoost models on synthetic data (30 float32 features, 2% NaN), lowers
+them with :func:`fecc.lower.lower_trees`, loads them with
+:class:`fecc_runtime.trees.TreeEnsemble`, and prints:
+
+* single row: median microseconds per call, one thread, one numpy float32 row in;
+  fecc ``predict_row`` (tl2cgen's if/else code) and fecc ``predict`` on a (1, 30)
+  block (the array engine) vs ``xgboost.Booster.inplace_predict`` on a (1, 30) array
+  with ``nthread=1``;
+* batch: best-of-N seconds for 100k rows with all CPUs, fecc ``predict`` vs
+  ``inplace_predict``.
+
+Ratios are xgboost / fecc (above 1 means fecc is faster).  Not a test; see README.md.
+
+Run:  .venv/bin/python benchmarks/bench_latency.py [--rows 100000] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import xgboost as xgb
+
+from fecc.lower import lower_trees
+from fecc_runtime.trees import TreeEnsemble
+
+MODELS = {"small: 100 trees, depth 6": (100, 6), "large: 500 trees, depth 8": (500, 8)}
+N_FEATURE = 30
+
+
+def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic binary task with interactions; 2% of values missing."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURE)).astype(np.float32)
+    logit = X[:, 0] * X[:, 1] + np.sin(X[:, 2] * 2) + 0.5 * X[:, 3:10].sum(axis=1) - X[:, 10] ** 2
+    y = (logit + rng.normal(scale=0.5, size=n) > 0).astype(np.float32)
+    X[rng.random(X.shape) < 0.02] = np.nan
+    return X, y
+
+
+def median_us(fn, x, n_calls: int) -> float:
+    """Median wall time of ``fn(x)`` in microseconds over ``n_calls`` calls."""
+    for _ in range(min(100, n_calls)):
+        fn(x)
+    times = np.empty(n_calls)
+    clock = time.perf_counter_ns
+    for i in range(n_calls):
+        t0 = clock()
+        fn(x)
+        times[i] = clock() - t0
+    return float(np.median(times)) / 1e3
+
+
+def best_s(fn, X, repeat: int) -> float:
+    """Best wall time of ``fn(X)`` in seconds over ``repeat`` runs (after one warm-up)."""
+    fn(X)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(X)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000, help="batch rows (default 100000)")
+    ap.add_argument("--repeat", type=int, default=5, help="batch repetitions, best is kept")
+    ap.add_argument("--row-calls", type=int, default=2000, help="single-row calls per median")
+    args = ap.parse_args()
+
+    n_cpu = len(os.sched_getaffinity(0))
+    print(f"xgboost {xgb.__version__}, {n_cpu} CPUs, batch {args.rows} rows, "
+          f"{N_FEATURE} features, 2% NaN")
+    X_train, y_train = make_data(20_000, seed=0)
+    X_test, _ = make_data(args.rows, seed=1)
+    rows = [X_test[i] for i in range(min(args.row_calls, len(X_test)))]
+
+    with tempfile.TemporaryDirectory(prefix="fecc-bench-") as tmp:
+        for label, (n_tree, depth) in MODELS.items():
+            booster = xgb.train(
+                {"objective": "binary:logistic", "max_depth": depth, "eta": 0.1,
+                 "nthread": n_cpu, "seed": 0},
+                xgb.DMatrix(X_train, y_train), num_boost_round=n_tree)
+            model_path = Path(tmp) / f"{n_tree}x{depth}.json"
+            booster.save_model(model_path)
+            booster = xgb.Booster(model_file=str(model_path))  # what the bundle was built from
+            t0 = time.perf_counter()
+            entry = lower_trees(model_path, Path(tmp) / f"bundle{n_tree}", name="legacy")
+            t_lower = time.perf_counter() - t0
+            ens = TreeEnsemble(Path(tmp) / f"bundle{n_tree}", entry)
+
+            # parity on the batch, so a fast wrong answer cannot pass unnoticed
+            ref = booster.inplace_predict(X_test)
+            got = ens.predict(X_test)
+            max_abs = float(np.abs(got - ref).max())
+
+            # single row, one thread
+            booster.set_param({"nthread": 1})
+            it = iter(range(1 << 62))
+            x1 = rows[0][None, :]
+            us_xgb = median_us(lambda r: booster.inplace_predict(r), x1, args.row_calls // 4)
+            us_row = median_us(lambda _: ens.predict_row(rows[next(it) % len(rows)]), None, args.row_calls)
+            ens1 = TreeEnsemble(Path(tmp) / f"bundle{n_tree}", entry, n_threads=1)
+            us_blk = median_us(lambda r: ens1.predict(r), x1, args.row_calls)
+
+            # batch, all CPUs
+            booster.set_param({"nthread": n_cpu})
+            s_xgb = best_s(lambda X: booster.inplace_predict(X), X_test, args.repeat)
+            s_fecc = best_s(lambda X: ens.predict(X), X_test, args.repeat)
+
+            print(f"\n{label}  ({entry['num_node']} nodes, lowered in {t_lower:.1f} s, "
+                  f"engine {entry['batch_engine']}, max |fecc - xgboost| = {max_abs:.2e})")
+            print(f"  single row  xgboost inplace_predict  {us_xgb:9.1f} us")
+            print(f"              fecc predict_row         {us_row:9.1f} us   ratio {us_xgb / us_row:6.1f}x")
+            print(f"              fecc predict (1 row)     {us_blk:9.1f} us   ratio {us_xgb / us_blk:6.1f}x")
+            print(f"  batch       xgboost inplace_predict  {s_xgb:9.3f} s")
+            print(f"              fecc predict             {s_fecc:9.3f} s    ratio {s_xgb / s_fecc:6.2f}x")
+            ens.close()
+
+
+if __name__ == "__main__":
+    main()

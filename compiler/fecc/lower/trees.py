@@ -1,0 +1,521 @@
+"""Lower a legacy tree ensemble (XGBoost JSON, LightGBM model.txt) to a C library.
+
+What ends up in the bundle, under ``out_dir/trees/``:
+
+``{name}.c``, ``{name}.h``
+    tl2cgen's if/else code for the whole ensemble (``predict(union Entry*, int, float*)``),
+    generated without threshold quantization so every comparison is the model's own
+    float32 (XGBoost) or float64 (LightGBM) comparison.
+``{name}_engine.c``
+    fecc's glue (rendered from ``templates/c/engine.c.j2``): a single-row entry point that
+    wraps tl2cgen's ``predict`` (NaN -> missing, output zeroed, postprocess), and an
+    array-based batch engine that walks the node arrays for blocks of rows, tree by tree.
+``{name}.npz``
+    The flattened node arrays the batch engine walks (written byte-for-byte
+    deterministically).
+``{name}.so``
+    Both C files compiled with gcc and fixed flags in a scratch directory, so the same
+    model gives the same bytes.
+
+Why two engines: tl2cgen's branchy code is the fastest thing there is for one row, but
+on large ensembles it falls out of the instruction cache and loses to XGBoost in batch
+(DESIGN.md measured 3.5x).  The array engine is data-driven, so its code size does not
+grow with the model, and it walks a block of rows level by level so the row walks
+overlap.  Its leaves accumulate in XGBoost's order (base score first, then trees in
+model order, in the leaf type), so batch margins are bit-identical to XGBoost's.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import importlib.resources
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fecc.errors import CompileError, UserError
+
+__all__ = ["lower_trees", "MODEL_FORMATS", "CFLAGS", "LDFLAGS", "node_dtype"]
+
+#: Model formats :func:`lower_trees` reads, mapped to the treelite loader that reads them.
+MODEL_FORMATS = ("xgboost_json", "lightgbm")
+
+#: gcc flags; fixed so that the same model gives the same library, byte for byte.
+#: No -march (the bundle runs on other machines), no -ffast-math (it would break the
+#: NaN tests and the float semantics), no -g and -fno-ident (no paths or compiler
+#: banner in the binary).
+CFLAGS = ("-std=c99", "-O3", "-fPIC", "-fno-ident")
+#: Link flags: a shared library, no build-id note (it would hash the same bytes anyway).
+LDFLAGS = ("-shared", "-Wl,--build-id=none")
+#: The C compiler (a module attribute, so tests can point it at something broken).
+CC = "gcc"
+#: Trees per tl2cgen translation unit.
+TREES_PER_UNIT = 25
+
+#: Rows per block in the batch engine (tuned on the benchmark models, see benchmarks/).
+BLOCK_ROWS = 64
+
+#: Models with fewer nodes than this score batches through tl2cgen's if/else code
+#: (it fits in the instruction cache and needs no per-node loads); larger ones use the
+#: array engine.  Chosen from benchmarks/bench_latency.py, not measured at compile
+#: time, so that the choice is deterministic.
+IFELSE_MAX_NODES = 0
+
+# treelite's enums (treelite/enum/operator.h, tree_node_type.h)
+_CMP = {2: "<", 3: "<=", 4: ">", 5: ">="}
+_NUMERICAL, _CATEGORICAL = 1, 2
+# For each comparison "go left when x OP thr": the C expression that is 1 when a
+# present (non-NaN) value goes right.  For NaN every comparison is false, and the
+# default direction is or-ed in by the engine.
+_RIGHT_EXPR = {"<": "fv_ >= nd_->thr", "<=": "fv_ > nd_->thr", ">": "fv_ <= nd_->thr", ">=": "fv_ < nd_->thr"}
+_SUPPORTED_POSTPROCESS = (
+    "identity", "identity_multiclass", "sigmoid", "multiclass_ova", "exponential",
+    "logarithm_one_plus_exp", "softmax",
+)
+_INFO_DEFAULT_LEFT, _INFO_CATEGORICAL, _INFO_CATS_GO_RIGHT = 1, 2, 4
+
+
+def node_dtype(threshold_type: str) -> np.dtype:
+    """The numpy layout of one node, matching ``fecc_node_t`` in the engine template."""
+    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"),
+              ("feat", "<i4"), ("left", "<i4"), ("info", "<i4")]
+    if threshold_type == "float64":
+        fields.append(("pad", "<i4"))
+    return np.dtype(fields, align=True)
+
+
+def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
+                model_format: str = "xgboost_json") -> dict[str, Any]:
+    """Compile a tree ensemble into ``out_dir/trees/`` and describe it for the manifest.
+
+    Parameters
+    ----------
+    model_path : Path
+        The model file: XGBoost JSON (``model_format="xgboost_json"``) or LightGBM
+        ``model.txt`` (``model_format="lightgbm"``).
+    out_dir : Path
+        The bundle directory; files go to ``out_dir/trees/`` (created if needed).
+    name : str
+        Stem of the emitted files; a C identifier-like name (letters, digits, ``_``).
+    model_format : str
+        ``"xgboost_json"`` or ``"lightgbm"``.
+
+    Returns
+    -------
+    dict
+        A JSON-serialisable manifest entry; paths are relative to ``out_dir``.  Keys:
+        ``name``, ``model_format``, ``model_sha256``, ``sources``, ``library``,
+        ``arrays``, ``num_feature``, ``num_class``, ``num_tree``, ``num_node``,
+        ``postprocess``, ``sigmoid_alpha``, ``base_score`` (per output column, margin
+        space), ``threshold_type``, ``leaf_type``, ``has_categorical``,
+        ``batch_engine`` (``"blocked"`` or ``"ifelse"``), ``block_rows``,
+        ``engine_abi``, ``compiler`` (cc, version, flags, tl2cgen/treelite versions).
+
+    Raises
+    ------
+    UserError
+        The model cannot be read, or uses something the engine does not support.
+    CompileError
+        gcc failed or is missing.
+    """
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    if model_format not in MODEL_FORMATS:
+        raise UserError(f"unknown tree model format {model_format!r}; expected one of {MODEL_FORMATS}")
+    if not name.replace("_", "").isalnum() or not name.isascii() or name[0].isdigit():
+        raise UserError(f"tree module name {name!r} must be letters, digits and '_', not starting with a digit")
+    if not model_path.is_file():
+        raise UserError(f"model file not found: {model_path}")
+
+    import tl2cgen
+    import treelite
+
+    categories: dict[str, list[Any]] = {}
+    load_path = model_path
+    with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
+        if model_format == "xgboost_json":
+            load_path, categories = _strip_xgboost_encoder(model_path, Path(mtmp))
+        model = _load(load_path, model_format, treelite)
+    forest = _flatten(model, model_path)
+    forest["lightgbm_zero"] = model_format == "lightgbm"
+    if model_format == "xgboost_json":
+        forest["arrays"]["base_score"] = _xgboost_base_margin(model_path, forest["arrays"]["base_score"])
+    model_sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest()
+
+    trees_dir = out_dir / "trees"
+    trees_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fecc-trees-") as tmp:
+        tmp = Path(tmp)
+        gen = tmp / "tl2cgen"
+        # quantize=0: compare against the model's own thresholds, never bin indices.
+        # parallel_comp splits the trees over translation units: gcc's time grows
+        # faster than linearly with function size, and the units compile in parallel.
+        n_units = max(1, -(-forest["num_tree"] // TREES_PER_UNIT))
+        tl2cgen.generate_c_code(model, gen, {"quantize": 0, "parallel_comp": n_units})
+        sources = {f"{name}.h": (gen / "header.h").read_text()}
+        units = ["main"] + sorted((p.stem for p in gen.glob("tu*.c")), key=lambda s: int(s[2:]))
+        for unit in units:
+            fname = f"{name}.c" if unit == "main" else f"{name}_{unit}.c"
+            text = (gen / f"{unit}.c").read_text()
+            sources[fname] = text.replace('#include "header.h"', f'#include "{name}.h"')
+        sources[f"{name}_engine.c"] = _render_engine(name, forest, model_sha256)
+        build = tmp / "build"
+        build.mkdir()
+        for fname, text in sources.items():
+            (build / fname).write_text(text)
+            (trees_dir / fname).write_text(text)
+        so_name = f"{name}.so"
+        cc_version = _gcc(build, [f for f in sources if f.endswith(".c")], so_name)
+        shutil.copyfile(build / so_name, trees_dir / so_name)
+    _write_npz(trees_dir / f"{name}.npz", forest["arrays"])
+
+    num_node = int(forest["arrays"]["nodes"].shape[0])
+    return {
+        "name": name,
+        "model_format": model_format,
+        "model_sha256": model_sha256,
+        "sources": [f"trees/{f}" for f in sources],
+        "library": f"trees/{so_name}",
+        "arrays": f"trees/{name}.npz",
+        "num_feature": forest["num_feature"],
+        "num_class": forest["num_class"],
+        "num_tree": forest["num_tree"],
+        "num_node": num_node,
+        "postprocess": forest["postprocess"],
+        "sigmoid_alpha": forest["sigmoid_alpha"],
+        "base_score": [float(b) for b in forest["arrays"]["base_score"]],
+        "threshold_type": forest["threshold_type"],
+        "feature_type": forest["threshold_type"],
+        "leaf_type": forest["leaf_type"],
+        "has_categorical": forest["has_categorical"],
+        "categories": categories,
+        "batch_engine": "ifelse" if num_node < IFELSE_MAX_NODES else "blocked",
+        "block_rows": BLOCK_ROWS,
+        "engine_abi": 1,
+        "compiler": {
+            "cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS),
+            "tl2cgen": tl2cgen.__version__, "treelite": treelite.__version__,
+        },
+    }
+
+
+def _strip_xgboost_encoder(model_path: Path, tmp: Path) -> tuple[Path, dict[str, list[Any]]]:
+    """Drop XGBoost >= 3.1's category encoder, which treelite refuses to load.
+
+    A model trained on pandas categories stores the training categories per feature
+    (``gradient_booster.model.cats``) and recodes DataFrame input at predict time; the
+    trees themselves test category *codes*.  fecc's runtime takes codes (float32,
+    ``category position in the training categories``), so the trees alone are the
+    model; the categories go into the manifest entry so that whoever builds X maps
+    values to the same codes.  Returns the path to load and ``{feature index (str):
+    [category, ...]}`` in code order.
+    """
+    try:
+        doc = json.loads(model_path.read_text())
+        model = doc["learner"]["gradient_booster"]["model"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return model_path, {}  # let treelite produce its own error message
+    cats = model.get("cats") if isinstance(model, dict) else None
+    if not cats or not cats.get("feature_segments"):
+        return model_path, {}
+    categories: dict[str, list[Any]] = {}
+    for i, enc in enumerate(cats.get("enc", [])):
+        offsets, values = enc.get("offsets", []), enc.get("values", [])
+        if offsets:  # strings: UTF-8 bytes, one [offsets[j], offsets[j+1]) slice each
+            names = [bytes(values[a:b]).decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+        else:  # numeric categories are stored as their values
+            names = list(values)
+        if names:
+            categories[str(i)] = names
+    del model["cats"]
+    out = tmp / "model-without-encoder.json"
+    out.write_text(json.dumps(doc))
+    return out, categories
+
+
+def _load(model_path: Path, model_format: str, treelite: Any) -> Any:
+    """Read the model with treelite; any failure is the user's model, in one line."""
+    try:
+        if model_format == "xgboost_json":
+            return treelite.frontend.load_xgboost_model(str(model_path))
+        return treelite.frontend.load_lightgbm_model(str(model_path))
+    except Exception as exc:  # treelite raises its own TreeliteError with C++ context
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {model_format} model {model_path}: {first}") from None
+
+
+def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
+    """Turn treelite's trees into the node arrays of the batch engine.
+
+    Nodes are renumbered breadth-first per tree so that the two children of a split
+    are adjacent (right = left + 1); a leaf's ``left`` points to itself and its
+    threshold is NaN, so extra steps past a leaf stay on it.  That lets the engine
+    take exactly ``depth`` steps for every row without a branch on "is leaf".
+    """
+    h = model.get_header_accessor()
+    num_target = int(h.get_field("num_target")[0])
+    num_class = int(h.get_field("num_class")[0])
+    if num_target != 1:
+        raise UserError(f"{model_path}: multi-target models are not supported (num_target={num_target})")
+    if list(h.get_field("leaf_vector_shape")) != [1, 1]:
+        raise UserError(f"{model_path}: vector-leaf trees are not supported")
+    if int(h.get_field("average_tree_output")[0]):
+        raise UserError(f"{model_path}: averaged (random forest) outputs are not supported")
+    postprocess = str(h.get_field("postprocessor"))
+    if postprocess not in _SUPPORTED_POSTPROCESS:
+        raise UserError(f"{model_path}: output transform {postprocess!r} is not supported")
+    class_id = h.get_field("class_id").astype(np.int32)
+    base_scores = np.asarray(h.get_field("base_scores"), dtype=np.float64).reshape(-1)[:num_class]
+
+    num_tree = int(model.num_tree)
+    first = model.get_tree_accessor(0)
+    thr_dtype = first.get_field("threshold").dtype
+    leaf_dtype = first.get_field("leaf_value").dtype
+    threshold_type = "float32" if thr_dtype == np.float32 else "float64"
+    leaf_type = "float32" if leaf_dtype == np.float32 else "float64"
+    ndt = node_dtype(threshold_type)
+
+    nodes_out, leaf_out, roots, depths = [], [], [], []
+    cat_words: list[np.ndarray] = []
+    cat_begin_out, cat_nwords_out = [], []
+    cmps: set[str] = set()
+    n_cat_words = 0
+    offset = 0
+    for t in range(num_tree):
+        acc = model.get_tree_accessor(t)
+        f = {k: acc.get_field(k) for k in (
+            "node_type", "cleft", "cright", "split_index", "default_left", "leaf_value",
+            "threshold", "cmp", "category_list_right_child", "category_list",
+            "category_list_begin", "category_list_end")}
+        n = len(f["node_type"])
+        new_id = np.full(n, -1, dtype=np.int64)
+        order = []  # old node ids in new order
+        depth_of = np.zeros(n, dtype=np.int64)
+        new_id[0] = 0
+        order.append(0)
+        queue = deque([0])
+        while queue:
+            old = queue.popleft()
+            if f["node_type"][old] != 0:  # inner node: its children get two adjacent slots
+                for child in (f["cleft"][old], f["cright"][old]):
+                    new_id[child] = len(order)
+                    order.append(int(child))
+                    depth_of[child] = depth_of[old] + 1
+                    queue.append(int(child))
+        if len(order) != n:
+            raise UserError(f"{model_path}: tree {t} has unreachable nodes")
+        nodes = np.zeros(n, dtype=ndt)
+        leaf = np.zeros(n, dtype=leaf_dtype)
+        cat_begin = np.zeros(n, dtype=np.int32)
+        cat_nwords = np.zeros(n, dtype=np.int32)
+        for new, old in enumerate(order):
+            ntype = int(f["node_type"][old])
+            if ntype == 0:
+                nodes[new] = (np.nan, 0, offset + new, _INFO_DEFAULT_LEFT) + ((0,) if threshold_type == "float64" else ())
+                leaf[new] = f["leaf_value"][old]
+                continue
+            info = _INFO_DEFAULT_LEFT if f["default_left"][old] else 0
+            thr = 0.0
+            if ntype == _NUMERICAL:
+                cmp = _CMP.get(int(f["cmp"][old]))
+                if cmp is None:
+                    raise UserError(f"{model_path}: tree {t} uses an unsupported comparison (code {int(f['cmp'][old])})")
+                cmps.add(cmp)
+                thr = f["threshold"][old]
+            elif ntype == _CATEGORICAL:
+                info |= _INFO_CATEGORICAL
+                if f["category_list_right_child"][old]:
+                    info |= _INFO_CATS_GO_RIGHT
+                cats = np.asarray(f["category_list"][f["category_list_begin"][old]:f["category_list_end"][old]], dtype=np.int64)
+                nwords = int(cats.max()) // 32 + 1 if cats.size else 0
+                bits = np.zeros(nwords, dtype=np.uint32)
+                for c in cats:
+                    bits[c >> 5] |= np.uint32(1) << np.uint32(c & 31)
+                cat_words.append(bits)
+                cat_begin[new] = n_cat_words
+                cat_nwords[new] = nwords
+                n_cat_words += nwords
+            else:
+                raise UserError(f"{model_path}: tree {t} has an unknown node type {ntype}")
+            left = offset + int(new_id[f["cleft"][old]])
+            if int(new_id[f["cright"][old]]) + offset != left + 1:
+                raise AssertionError("breadth-first numbering must make children adjacent")
+            nodes[new] = (thr, int(f["split_index"][old]), left, info) + ((0,) if threshold_type == "float64" else ())
+        nodes_out.append(nodes)
+        leaf_out.append(leaf)
+        cat_begin_out.append(cat_begin)
+        cat_nwords_out.append(cat_nwords)
+        roots.append(offset)
+        depths.append(int(depth_of.max()))
+        offset += n
+    if len(cmps) > 1:
+        raise UserError(f"{model_path}: mixed split comparisons {sorted(cmps)} are not supported")
+    has_categorical = bool(n_cat_words) or any(((nb["info"] & _INFO_CATEGORICAL) != 0).any() for nb in nodes_out)
+    arrays = {
+        "nodes": np.concatenate(nodes_out),
+        "leaf": np.concatenate(leaf_out),
+        "tree_root": np.asarray(roots, dtype=np.int32),
+        "tree_depth": np.asarray(depths, dtype=np.int32),
+        "tree_class": class_id,
+        "base_score": base_scores.astype(leaf_dtype),
+        "cat_bits": np.concatenate(cat_words) if cat_words else np.zeros(1, dtype=np.uint32),
+        "cat_begin": np.concatenate(cat_begin_out),
+        "cat_nwords": np.concatenate(cat_nwords_out),
+    }
+    return {
+        "arrays": arrays,
+        "num_feature": int(h.get_field("num_feature")[0]),
+        "num_class": num_class,
+        "num_tree": num_tree,
+        "postprocess": postprocess,
+        "sigmoid_alpha": float(h.get_field("sigmoid_alpha")[0]),
+        "threshold_type": threshold_type,
+        "leaf_type": leaf_type,
+        "cmp": cmps.pop() if cmps else "<",
+        "has_categorical": has_categorical,
+    }
+
+
+# XGBoost keeps base_score as a probability-space float and turns it into a margin
+# in float32 with the C library's logf (xgboost/src/objective/regression_loss.h,
+# ProbToMargin); treelite does the same in double.  The two can differ in the last
+# bit, which would make every batch margin differ in the last bit, so for XGBoost
+# models fecc redoes XGBoost's float32 arithmetic.
+_LOGIT_OBJECTIVES = ("binary:logistic", "reg:logistic", "binary:logitraw")
+_LOG_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
+
+
+def _xgboost_base_margin(model_path: Path, treelite_base: np.ndarray) -> np.ndarray:
+    """Base margin per output column exactly as XGBoost computes it (float32)."""
+    if treelite_base.dtype != np.float32:
+        return treelite_base
+    try:
+        learner = json.loads(model_path.read_text())["learner"]
+        objective = learner["objective"]["name"]
+        raw = str(learner["learner_model_param"]["base_score"]).strip("[]")
+        prob = np.asarray([float(v) for v in raw.split(",")], dtype=np.float32)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return treelite_base  # not plain XGBoost JSON: keep treelite's value
+    if prob.size == 1:
+        prob = np.repeat(prob, treelite_base.size)
+    if prob.size != treelite_base.size:
+        return treelite_base
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    libm.logf.restype, libm.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    if objective in _LOGIT_OBJECTIVES:
+        margin = [-libm.logf(float(np.float32(1) / p - np.float32(1))) for p in prob]
+    elif objective in _LOG_OBJECTIVES:
+        margin = [libm.logf(float(p)) for p in prob]
+    else:
+        margin = list(prob)
+    margin = np.asarray(margin, dtype=np.float32)
+    # Only a last-bit correction is expected; anything larger means the objective
+    # table above is wrong for this model, and treelite's value is the safer one.
+    if not np.allclose(margin, treelite_base, rtol=1e-5, atol=1e-6):
+        return treelite_base
+    return margin
+
+
+def _render_engine(name: str, forest: dict[str, Any], model_sha256: str) -> str:
+    """Fill ``templates/c/engine.c.j2``; the template only places names and literals."""
+    import jinja2
+
+    tpl_dir = _template_dir()
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda n: (tpl_dir / n).read_text()),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+    )
+    is_f32 = forest["leaf_type"] == "float32"
+    return env.get_template("engine.c.j2").render(
+        name=name,
+        model_sha256=model_sha256,
+        num_feature=forest["num_feature"],
+        num_class=forest["num_class"],
+        block_rows=BLOCK_ROWS,
+        threshold_t="float" if forest["threshold_type"] == "float32" else "double",
+        leaf_t="float" if is_f32 else "double",
+        exp="expf" if is_f32 else "exp",
+        log1p="log1pf" if is_f32 else "log1p",
+        cmp=forest["cmp"],
+        right_expr=_RIGHT_EXPR[forest["cmp"]],
+        postprocess=forest["postprocess"],
+        sigmoid_alpha=repr(float(np.float32(forest["sigmoid_alpha"]))),
+        has_categorical=forest["has_categorical"],
+        lightgbm_zero=forest["lightgbm_zero"],
+    )
+
+
+def _template_dir() -> Any:
+    """``fecc.templates/c``; in a source checkout whose editable install does not map
+    ``fecc.templates`` (setuptools' package discovery under ``compiler/`` misses it),
+    the repository's ``templates/c``."""
+    try:
+        return importlib.resources.files("fecc.templates") / "c"
+    except ModuleNotFoundError:
+        here = Path(__file__).resolve().parents[3] / "templates" / "c"
+        if here.is_dir():
+            return here
+        raise
+
+
+def _gcc(build: Path, sources: list[str], output: str) -> str:
+    """Compile ``sources`` (relative to ``build``) into ``output``; return gcc's version.
+
+    Each source becomes an object file (in parallel, one gcc per CPU), then they are
+    linked in the given order.  Relative paths, a scratch cwd and a fixed locale keep
+    paths and messages out of the binary and the build reproducible.
+    """
+    cc = shutil.which(CC)
+    if cc is None:
+        raise CompileError(f"{CC!r} not found on PATH; fecc needs gcc to build tree libraries")
+    env = {**os.environ, "LC_ALL": "C", "SOURCE_DATE_EPOCH": "0"}
+
+    def run(cmd: list[str]) -> None:
+        proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
+            raise CompileError(f"gcc failed ({' '.join(cmd)}):\n{tail}")
+
+    objects = [src[:-2] + ".o" for src in sources]
+    jobs = [[cc, *CFLAGS, "-c", src, "-o", obj] for src, obj in zip(sources, objects)]
+    n_jobs = max(1, min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for fut in [pool.submit(run, cmd) for cmd in jobs]:
+            fut.result()
+    run([cc, *LDFLAGS, "-o", output, *objects, "-lm"])
+    ver = subprocess.run([cc, "-dumpfullversion"], capture_output=True, text=True, env=env)
+    return ver.stdout.strip()
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` that ``np.load`` reads, with fixed zip timestamps (np.savez
+    stamps the current time, which would break byte-identical bundles)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One line about a lowered ensemble, for logs and the audit report."""
+    return (f"{entry['name']}: {entry['num_tree']} trees, {entry['num_node']} nodes, "
+            f"{entry['num_feature']} features, {entry['num_class']} outputs, "
+            f"{entry['postprocess']}, batch engine {entry['batch_engine']}")
+
+
+if __name__ == "__main__":  # pragma: no cover - debugging aid
+    import sys
+    print(json.dumps(lower_trees(Path(sys.argv[1]), Path(sys.argv[2])), indent=1))

@@ -1,0 +1,266 @@
+"""Score a compiled tree ensemble (``trees/{name}.so`` + ``trees/{name}.npz``).
+
+Only numpy, ctypes and the standard library: no xgboost, treelite or tl2cgen here.
+The library was built by ``fecc.lower.trees``; this module reads the manifest entry it
+returned and never guesses anything the entry does not say.
+
+Two paths into the same library:
+
+* :meth:`TreeEnsemble.predict_row` -- one row through tl2cgen's if/else code
+  (``fecc_predict_row``), a few microseconds.
+* :meth:`TreeEnsemble.predict` -- many rows through the array engine
+  (``fecc_predict_batch``), split over threads.  ctypes releases the GIL during the
+  call, so plain Python threads run the C code in parallel and the library needs no
+  OpenMP/pthreads of its own (nothing to be missing on a scoring server).
+
+Both return float64 arrays; the values are computed in the model's leaf type
+(float32 for XGBoost, exactly like XGBoost; float64 for LightGBM) and then widened,
+which is exact.  Batch margins equal XGBoost's bit for bit; the single-row path
+adds the same leaves through tl2cgen's code, whose literals and base-score order can
+differ from XGBoost's in the last float32 bit (never in the path taken).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TreeEnsemble", "TreeEngineError"]
+
+_ENGINE_ABI = 1
+
+
+class TreeEngineError(RuntimeError):
+    """The compiled tree library or its arrays do not match the manifest entry."""
+
+
+def _node_dtype(threshold_type: str) -> np.dtype:
+    # Must match fecc_node_t in templates/c/engine.c.j2 (checked against the
+    # library's own sizeof at load time).
+    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"),
+              ("feat", "<i4"), ("left", "<i4"), ("info", "<i4")]
+    if threshold_type == "float64":
+        fields.append(("pad", "<i4"))
+    return np.dtype(fields, align=True)
+
+
+class _Forest(ctypes.Structure):
+    """``fecc_forest_t``: pointers to the node arrays, passed to every batch call."""
+
+    _fields_ = [
+        ("nodes", ctypes.c_void_p), ("leaf", ctypes.c_void_p),
+        ("tree_root", ctypes.c_void_p), ("tree_depth", ctypes.c_void_p),
+        ("tree_class", ctypes.c_void_p), ("base_score", ctypes.c_void_p),
+        ("cat_bits", ctypes.c_void_p), ("cat_begin", ctypes.c_void_p),
+        ("cat_nwords", ctypes.c_void_p), ("num_tree", ctypes.c_int32),
+    ]
+
+
+class TreeEnsemble:
+    """A compiled tree ensemble, ready to score.
+
+    Parameters
+    ----------
+    bundle_dir : Path
+        The bundle directory the entry's paths are relative to.
+    entry : dict
+        The manifest entry :func:`fecc.lower.lower_trees` returned.
+    n_threads : int, optional
+        Threads for :meth:`predict`; default: the CPUs this process may use.
+
+    Raises
+    ------
+    TreeEngineError
+        The library or arrays are missing or do not match the entry.
+    """
+
+    def __init__(self, bundle_dir: Path, entry: dict[str, Any], *, n_threads: int | None = None):
+        bundle_dir = Path(bundle_dir)
+        self.entry = entry
+        self.name = entry["name"]
+        self.num_feature = int(entry["num_feature"])
+        self.num_class = int(entry["num_class"])
+        self.batch_engine = entry["batch_engine"]
+        self.block_rows = int(entry["block_rows"])
+        if int(entry.get("engine_abi", -1)) != _ENGINE_ABI:
+            raise TreeEngineError(f"{self.name}: engine ABI {entry.get('engine_abi')} != {_ENGINE_ABI}")
+        if n_threads is None:
+            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.n_threads = max(1, int(n_threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+        lib_path = bundle_dir / entry["library"]
+        try:
+            self._lib = ctypes.CDLL(str(lib_path.resolve()))
+        except OSError as exc:
+            raise TreeEngineError(f"{self.name}: cannot load {lib_path}: {exc}") from None
+        lib = self._lib
+        # Features are read in the threshold type: float32 for XGBoost; float64 for
+        # LightGBM, which compares float64 inputs with float64 thresholds.
+        self._feat_dtype = np.dtype(np.float32 if entry.get("feature_type", "float32") == "float32" else np.float64)
+        self._acc_dtype = np.dtype(np.float32 if entry["leaf_type"] == "float32" else np.float64)
+        for fn, res in (("fecc_abi_version", ctypes.c_int32), ("fecc_num_feature", ctypes.c_int32),
+                        ("fecc_num_class", ctypes.c_int32), ("fecc_node_size", ctypes.c_int32)):
+            getattr(lib, fn).restype = res
+            getattr(lib, fn).argtypes = []
+        got = (lib.fecc_abi_version(), lib.fecc_num_feature(), lib.fecc_num_class())
+        if got != (_ENGINE_ABI, self.num_feature, self.num_class):
+            raise TreeEngineError(f"{self.name}: library says (abi, features, classes) = {got}, "
+                                  f"manifest says {(_ENGINE_ABI, self.num_feature, self.num_class)}")
+        self._row = lib.fecc_predict_row
+        self._row.restype = None
+        self._row.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
+        self._batch = lib.fecc_predict_batch
+        self._batch.restype = None
+        self._batch.argtypes = [ctypes.POINTER(_Forest), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p]
+        self._ifelse = lib.fecc_predict_rows_ifelse
+        self._ifelse.restype = None
+        self._ifelse.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p]
+
+        # The arrays stay referenced by self for as long as the library may read them.
+        arrays_path = bundle_dir / entry["arrays"]
+        try:
+            with np.load(arrays_path, allow_pickle=False) as npz:
+                self._arrays = {k: np.ascontiguousarray(npz[k]) for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise TreeEngineError(f"{self.name}: cannot read {arrays_path}: {exc}") from None
+        a = self._arrays
+        expect = {
+            "nodes": _node_dtype(entry["threshold_type"]), "leaf": self._acc_dtype,
+            "tree_root": np.dtype("<i4"), "tree_depth": np.dtype("<i4"), "tree_class": np.dtype("<i4"),
+            "base_score": self._acc_dtype, "cat_bits": np.dtype("<u4"), "cat_begin": np.dtype("<i4"),
+            "cat_nwords": np.dtype("<i4"),
+        }
+        for key, dt in expect.items():
+            if key not in a or a[key].dtype != dt:
+                raise TreeEngineError(f"{self.name}: array {key!r} missing or not {dt}")
+        if lib.fecc_node_size() != a["nodes"].dtype.itemsize:
+            raise TreeEngineError(f"{self.name}: node layout differs between library and arrays")
+        n_tree, n_node = len(a["tree_root"]), len(a["nodes"])
+        if n_tree != int(entry["num_tree"]) or n_node != len(a["leaf"]) or len(a["base_score"]) != self.num_class:
+            raise TreeEngineError(f"{self.name}: array sizes do not match the manifest")
+        # The C engine trusts these indices; check them once here rather than per row.
+        nodes = a["nodes"]
+        if n_node and (nodes["left"].min() < 0 or nodes["left"].max() >= n_node
+                       or nodes["feat"].min() < 0 or nodes["feat"].max() >= self.num_feature
+                       or a["tree_root"].min() < 0 or a["tree_root"].max() >= n_node
+                       or a["tree_class"].min() < 0 or a["tree_class"].max() >= self.num_class):
+            raise TreeEngineError(f"{self.name}: node arrays index out of range")
+        is_cat = (nodes["info"] & 2) != 0
+        if is_cat.any() and (a["cat_begin"][is_cat] + a["cat_nwords"][is_cat]).max() > len(a["cat_bits"]):
+            raise TreeEngineError(f"{self.name}: categorical bitsets out of range")
+
+        self._forest = _Forest(
+            *(a[k].ctypes.data for k in ("nodes", "leaf", "tree_root", "tree_depth", "tree_class",
+                                          "base_score", "cat_bits", "cat_begin", "cat_nwords")),
+            n_tree,
+        )
+        self._forest_ref = ctypes.byref(self._forest)
+        self._row_out = np.zeros(self.num_class, dtype=self._acc_dtype)
+        self._row_out_ptr = self._row_out.ctypes.data
+        self._row_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ batch
+
+    def predict(self, X: np.ndarray, *, margin: bool = False) -> np.ndarray:
+        """Score rows.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            ``(n, num_feature)`` features; C-contiguous in the entry's ``feature_type``
+            (float32 for XGBoost, float64 for LightGBM) is used as is, anything else is
+            converted (a copy; float32 -> float64 is exact).  NaN means missing.
+        margin : bool
+            Return the raw sum of leaves plus base score, before the output transform.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape ``(n,)`` for one output column, ``(n, num_class)`` otherwise.
+        """
+        X = np.ascontiguousarray(X, dtype=self._feat_dtype)
+        if X.ndim != 2 or X.shape[1] != self.num_feature:
+            raise ValueError(f"{self.name}: expected X of shape (n, {self.num_feature}), got {X.shape}")
+        n = X.shape[0]
+        out = np.empty((n, self.num_class), dtype=self._acc_dtype)
+        if n:
+            self._run_batch(X, n, int(bool(margin)), out)
+        out = out.astype(np.float64, copy=False)
+        return out[:, 0] if self.num_class == 1 else out
+
+    def _call(self, X: np.ndarray, lo: int, hi: int, margin: int, out: np.ndarray) -> None:
+        xp = X.ctypes.data + lo * self.num_feature * X.itemsize
+        op = out.ctypes.data + lo * self.num_class * out.itemsize
+        if self.batch_engine == "ifelse":
+            self._ifelse(xp, hi - lo, margin, op)
+        else:
+            self._batch(self._forest_ref, xp, hi - lo, margin, op)
+
+    def _run_batch(self, X: np.ndarray, n: int, margin: int, out: np.ndarray) -> None:
+        # Split into one contiguous range per thread, on block boundaries; below a
+        # few blocks a thread pool costs more than it gains.
+        n_parts = min(self.n_threads, max(1, n // (4 * self.block_rows)))
+        if n_parts == 1:
+            self._call(X, 0, n, margin, out)
+            return
+        per = -(-n // n_parts)
+        per = -(-per // self.block_rows) * self.block_rows
+        bounds = [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+        pool = self._get_pool()
+        futures = [pool.submit(self._call, X, lo, hi, margin, out) for lo, hi in bounds[1:]]
+        self._call(X, *bounds[0], margin, out)  # this thread takes the first part
+        for fut in futures:
+            fut.result()
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.n_threads - 1 or 1,
+                                                thread_name_prefix=f"fecc-{self.name}")
+            return self._pool
+
+    # ------------------------------------------------------------- single row
+
+    def predict_row(self, x: np.ndarray, *, margin: bool = False) -> float | np.ndarray:
+        """Score one row through tl2cgen's if/else code (the low-latency path).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``(num_feature,)`` features in the entry's ``feature_type`` (anything else
+            is converted); NaN = missing.
+        margin : bool
+            Return the margin instead of the transformed output.
+
+        Returns
+        -------
+        float or numpy.ndarray
+            A Python float for one output column, else a float64 array ``(num_class,)``.
+        """
+        if x.dtype != self._feat_dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self._feat_dtype)
+        if x.shape != (self.num_feature,):
+            raise ValueError(f"{self.name}: expected x of shape ({self.num_feature},), got {x.shape}")
+        with self._row_lock:  # one shared output buffer: no allocation per call
+            self._row(x.ctypes.data, 1 if margin else 0, self._row_out_ptr)
+            if self.num_class == 1:
+                return float(self._row_out[0])
+            return self._row_out.astype(np.float64)
+
+    def close(self) -> None:
+        """Stop the worker threads (the library stays loaded until the process ends)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def __repr__(self) -> str:
+        return (f"TreeEnsemble({self.name!r}, trees={self.entry['num_tree']}, "
+                f"features={self.num_feature}, classes={self.num_class}, engine={self.batch_engine!r})")
