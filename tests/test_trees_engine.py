@@ -1,0 +1,166 @@
+"""The tree lowering as a build step, and the runtime engine around it.
+
+Determinism (same model => byte-identical sources, arrays and library), the errors a
+user sees, the runtime without xgboost/treelite/tl2cgen, threading and input checks.
+Parity with XGBoost itself is in test_trees_parity.py.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _trees_util import make_xy
+
+xgb = pytest.importorskip("xgboost")
+pytest.importorskip("treelite")
+pytest.importorskip("tl2cgen")
+
+from fecc.errors import CompileError, UserError  # noqa: E402
+from fecc.lower import lower_trees  # noqa: E402
+from fecc.lower import trees as lower_mod  # noqa: E402
+from fecc_runtime.trees import TreeEngineError, TreeEnsemble  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("engine")
+    X, y = make_xy(2000, 5, seed=7)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "seed": 0, "nthread": 1},
+                        xgb.DMatrix(X, (y > 0.5).astype(np.float32)), num_boost_round=30)
+    path = tmp / "model.json"
+    booster.save_model(path)
+    entry = lower_trees(path, tmp / "a", name="legacy")
+    return {"path": path, "tmp": tmp, "entry": entry, "bundle": tmp / "a",
+            "booster": xgb.Booster(model_file=str(path)), "X": X}
+
+
+def test_build_is_byte_identical(model):
+    """Same model, other directory, same bytes: sources, arrays and the library."""
+    entry_b = lower_trees(model["path"], model["tmp"] / "b", name="legacy")
+    assert entry_b == model["entry"]
+    files_a = sorted(p.relative_to(model["bundle"]) for p in model["bundle"].rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(model["tmp"] / "b") for p in (model["tmp"] / "b").rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (model["bundle"] / rel).read_bytes() == (model["tmp"] / "b" / rel).read_bytes(), rel
+
+
+def test_manifest_paths_are_relative_and_listed(model):
+    entry = model["entry"]
+    json.dumps(entry)  # JSON-serialisable
+    listed = set(entry["sources"]) | {entry["library"], entry["arrays"]}
+    on_disk = {str(p.relative_to(model["bundle"])) for p in model["bundle"].rglob("*") if p.is_file()}
+    assert listed == on_disk
+    assert all(not Path(p).is_absolute() for p in listed)
+    assert "trees/legacy.c" in entry["sources"] and entry["library"] == "trees/legacy.so"
+
+
+def test_no_build_paths_in_outputs(model):
+    """The scratch directory must not leak into what is shipped (reproducibility)."""
+    for p in model["bundle"].rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert b"fecc-trees-" not in data and b"/tmp/" not in data, p
+
+
+def test_unreadable_models_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        lower_trees(tmp_path / "missing.json", tmp_path / "out")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read"):
+        lower_trees(bad, tmp_path / "out")
+    with pytest.raises(UserError, match="format"):
+        lower_trees(bad, tmp_path / "out", model_format="onnx")
+    with pytest.raises(UserError, match="name"):
+        lower_trees(bad, tmp_path / "out", name="../evil")
+
+
+def test_gcc_failure_is_compile_error(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(lower_mod, "CC", "false")  # /bin/false: exits 1 for every file
+    with pytest.raises(CompileError, match="gcc failed"):
+        lower_trees(model["path"], tmp_path / "out")
+    monkeypatch.setattr(lower_mod, "CC", "no-such-compiler-fecc")
+    with pytest.raises(CompileError, match="not found"):
+        lower_trees(model["path"], tmp_path / "out2")
+
+
+def test_runtime_needs_no_tree_libraries(model, tmp_path):
+    """Load and score in a fresh interpreter where xgboost/treelite/tl2cgen cannot import."""
+    X = model["X"][:50]
+    np.save(tmp_path / "X.npy", X)
+    want = model["booster"].inplace_predict(X)
+    script = f"""
+import sys, json
+for mod in ("xgboost", "treelite", "tl2cgen", "fecc"):
+    sys.modules[mod] = None  # any import of these now fails
+import numpy as np
+from pathlib import Path
+from fecc_runtime.trees import TreeEnsemble
+entry = json.loads({json.dumps(json.dumps(model["entry"]))})
+ens = TreeEnsemble(Path({str(model["bundle"])!r}), entry)
+X = np.load({str(tmp_path / "X.npy")!r})
+print(json.dumps([ens.predict(X).tolist(), [ens.predict_row(x) for x in X]]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    batch, rows = json.loads(proc.stdout)
+    np.testing.assert_allclose(batch, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(rows, want, rtol=0, atol=1e-6)
+
+
+def test_threads_and_blocks_do_not_change_results(model):
+    X = np.vstack([model["X"]] * 3)  # 6000 rows: several blocks per thread
+    one = TreeEnsemble(model["bundle"], model["entry"], n_threads=1).predict(X, margin=True)
+    for n_threads in (2, 3, 7):
+        ens = TreeEnsemble(model["bundle"], model["entry"], n_threads=n_threads)
+        np.testing.assert_array_equal(ens.predict(X, margin=True), one)
+        ens.close()
+    for n in (0, 1, 63, 64, 65, 257):  # block edges
+        got = TreeEnsemble(model["bundle"], model["entry"], n_threads=2).predict(X[:n], margin=True)
+        np.testing.assert_array_equal(got, one[:n])
+
+
+def test_ifelse_batch_engine_agrees(model):
+    """The tl2cgen row loop (chosen for small models) gives the same scores to 1e-6."""
+    entry = {**model["entry"], "batch_engine": "ifelse"}
+    ens = TreeEnsemble(model["bundle"], entry)
+    blocked = TreeEnsemble(model["bundle"], model["entry"])
+    np.testing.assert_allclose(ens.predict(model["X"]), blocked.predict(model["X"]), rtol=0, atol=1e-6)
+
+
+def test_inputs_are_checked_and_converted(model):
+    ens = TreeEnsemble(model["bundle"], model["entry"])
+    X = model["X"][:20]
+    want = ens.predict(X)
+    np.testing.assert_array_equal(ens.predict(X.astype(np.float64)), want)  # converted
+    np.testing.assert_array_equal(ens.predict(np.asfortranarray(X)), want)  # made contiguous
+    assert ens.predict(X[:0]).shape == (0,)
+    assert isinstance(ens.predict_row(X[0]), float)
+    with pytest.raises(ValueError):
+        ens.predict(X[:, :3])
+    with pytest.raises(ValueError):
+        ens.predict_row(X[0, :3])
+
+
+def test_mismatched_entry_is_refused(model, tmp_path):
+    with pytest.raises(TreeEngineError):
+        TreeEnsemble(model["bundle"], {**model["entry"], "num_feature": 4})
+    with pytest.raises(TreeEngineError):
+        TreeEnsemble(model["bundle"], {**model["entry"], "engine_abi": 99})
+    with pytest.raises(TreeEngineError):
+        TreeEnsemble(model["bundle"], {**model["entry"], "library": "trees/nothing.so"})
+    # node indices pointing outside the arrays are caught before any C code runs
+    import shutil
+    bundle = tmp_path / "tampered"
+    shutil.copytree(model["bundle"], bundle)
+    with np.load(bundle / "trees/legacy.npz") as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    arrays["nodes"]["left"][0] = 10**6
+    np.savez(bundle / "trees/legacy.npz", **arrays)
+    with pytest.raises(TreeEngineError, match="out of range"):
+        TreeEnsemble(bundle, model["entry"])
