@@ -159,6 +159,8 @@ class Chain:
         else:
             self.scale = float(2.0 * np.std(train.y - train.margin)) or 1.0
         self.seed = int(options.seed) * 1_000_003 + region.index * 10_007
+        # the region's thresholds: CART's, then the refined ones once the seed stage moved them
+        self.thresholds = dict(region.thresholds)
 
     # -- evaluation -----------------------------------------------------------------
     def _train_objective(self, structure: Expr, values: dict[str, float], region_values: dict[str, float] | None,
@@ -190,7 +192,7 @@ class Chain:
     def _tune(self, structure: Expr, space: dict[str, ParamRange], frozen: dict[str, float], seed: int,
               refine: bool) -> tuple[dict[str, float], dict[str, float], float]:
         """TPE over ``space`` (+ thresholds when ``refine``); returns (params, thresholds, train loss)."""
-        thresholds = dict(self.region.thresholds)
+        thresholds = dict(self.thresholds)
         search = dict(space)
         if refine:
             search.update(self.region.ranges)
@@ -276,6 +278,7 @@ class Chain:
         space = {"c_0": ParamRange(-self.scale, self.scale, init=0.0)}
         refine = opts.refine_boundaries and bool(self.region.ranges)
         params, thresholds, loss = self._tune(structure, space, {}, self.seed, refine)
+        self.thresholds = dict(thresholds)  # frozen from here on
         region = self.region.bound(thresholds)
         correction = simplify(bind(structure, params))
         score = self._score(region, correction)
