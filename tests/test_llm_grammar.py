@@ -102,7 +102,7 @@ def test_in_context_examples_are_in_the_language():
     for i in range(N_EXAMPLES):
         example = render_example(i)
         assert g.accepts(example), example
-        parse_answer(example, features=feats, frozen={"w0": 1.0})
+        parse_answer(example, features=feats, frozen={"w0": 1.0, "w_util": 1.0, "w": 1.0, "a": 1.0, "c0": 1.0})
 
 
 def test_space_grammar_matches_the_space_parser():

@@ -154,7 +154,7 @@ def test_prompts_are_deterministic_and_vary_the_example():
         a, b = render_messages(make_ctx(seed=3)), render_messages(make_ctx(seed=3))
         assert a == b
         text = a[1]["content"]
-        assert "## Region" in text and "rows of the region" in text and "Example answer" in text
+        assert "## Region" in text and "rows of the region" in text and "Example of an incremental edit" in text
     seen = {example_index(credit_context(seed=s)) for s in range(20)}
     assert len(seen) >= 3
 
@@ -163,8 +163,9 @@ def test_prompt_holds_the_seed_004_sections():
     ctx = credit_context(feedback="line 3, col 5: unknown feature 'salary'")
     text = render_messages(ctx)[1]["content"]
     for part in ["## Task", "auc = 0.7123", 'return params["w0"] * log(x["debt_ratio"])', "w0 = 0.35",
-                 "| feature | IV | PSI |", "| late_payments |", "false negative", "Positive constraints",
+                 "feature,IV,PSI,mean", "\nlate_payments,", "false negative,", "Example of an incremental edit", "Positive constraints",
                  "Negative constraints", "previous answer was rejected", "unknown feature 'salary'",
                  "log(v) = log(1 + |v|)"]:
         assert part in text, part
-    assert text.count("\n| ") >= 20 + 5  # 20 instances and 5 feature statistics
+    table = text[text.index("rows of the region"):]
+    assert table.count("\n") >= 20 + 3  # header, 20 instances, fences

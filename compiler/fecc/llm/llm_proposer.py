@@ -94,7 +94,7 @@ class Usage:
 def _reason_key(reason: str) -> str:
     """"line 3, col 5: unknown feature 'x'; did you..." -> "unknown feature" (keeps the report's table short)."""
     text = reason.split(": ", 1)[1] if reason.startswith("line ") and ": " in reason else reason
-    for stop in ("'", '"', "`", ";", ":", "(", "["):
+    for stop in ("'", '"', "`", ";", ":", "["):
         text = text.split(stop)[0]
     return " ".join(text.split()[:4]) or "other"
 

@@ -25,7 +25,7 @@ from .pyparse import function_source
 #: Number of in-context examples in ``templates/prompts/examples.j2``.
 N_EXAMPLES = 5
 #: Features shown as columns of the instance table (the rest are in the statistics).
-MAX_INSTANCE_COLUMNS = 8
+MAX_INSTANCE_COLUMNS = 6
 #: Instances shown (seed 004 uses N = 20).
 MAX_INSTANCES = 20
 
@@ -67,8 +67,12 @@ def fmt(value, digits: int = 4) -> str:
         v = float(value)
         if math.isnan(v):
             return "nan"
-        if v == int(v) and abs(v) < 1e6:
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v == int(v) and abs(v) < 1e9:
             return str(int(v))
+        if 10 ** digits <= abs(v) < 1e9:
+            return str(int(round(v)))  # 1234.5 -> 1234, never 1.23e+03
         return format(v, f".{digits}g")
     return str(value)
 
@@ -85,6 +89,12 @@ def render_example(index: int) -> str:
     return str(module.example(index % N_EXAMPLES)).strip()
 
 
+def render_example_current(index: int) -> str:
+    """The body of the current function the ``index``-th example edits."""
+    module = _env().get_template("examples.j2").make_module()
+    return "    " + str(module.current(index % N_EXAMPLES)).strip()
+
+
 def _role(ctx: ProposalContext) -> str:
     role = ctx.extra.get("role") if isinstance(ctx.extra, dict) else None
     return role or "a data scientist who knows the domain of this task"
@@ -98,7 +108,7 @@ def _instance_table(ctx: ProposalContext) -> tuple[list[str], list[list[str]]]:
     shown = [f for f in ranked if f in ctx.features][:MAX_INSTANCE_COLUMNS]
     extra = [k for k in rows[0] if k not in ctx.features and k != "error_type"]
     columns = ["error_type", *extra, *shown]
-    return columns, [[fmt(r.get(c)) for c in columns] for r in rows]
+    return columns, [[fmt(r.get(c), 3) for c in columns] for r in rows]
 
 
 def render_messages(ctx: ProposalContext, *, attempt: int = 0) -> list[dict]:
@@ -127,6 +137,7 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0) -> list[dict]:
         negative=list(ctx.negative),
         feedback=ctx.feedback,
         example=render_example(example_index(ctx, attempt)),
+        example_current=render_example_current(example_index(ctx, attempt)),
     )
     return [
         {"role": "system", "content": env.get_template("system.j2").render(**values).strip()},

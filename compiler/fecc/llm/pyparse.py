@@ -772,8 +772,10 @@ def parse_answer(
     frozen_names = set(frozen)
     missing = [p for p in used if p not in space and p not in frozen_names]
     if missing:
+        frozen_hint = (f"; the frozen parameters you may reuse without a range are "
+                       f"{', '.join(sorted(frozen_names))}" if frozen_names else "")
         raise AnswerError("parameter(s) used but without a range in the JSON search space: "
-                          + ", ".join(repr(p) for p in missing))
+                          + ", ".join(repr(p) for p in missing) + frozen_hint)
     notes = tuple(f"range for unused parameter {p!r} dropped" for p in space if p not in used)
     space = {p: r for p, r in space.items() if p in used}
     try:
