@@ -167,3 +167,19 @@ def test_runtime_safe_div_matches_ir():
     np.testing.assert_array_equal(phi[0], [1.0, 3.0, 2.0, 3.0 / (1.0 + DIV_EPS)])
     assert np.isnan(phi[1, 1:]).all()
     assert rt.expert_offset(phi, 1).tolist() == [2.0, 0.0]
+
+
+def test_sample_instances_prefers_errors_and_is_seeded():
+    from fecc.search.stats import sample_instances
+
+    rng_data = np.random.default_rng(4)
+    rows = pd.DataFrame({"a": rng_data.uniform(size=100), "b": np.where(np.arange(100) % 9 == 0, np.nan, 1.0)})
+    y = (rng_data.uniform(size=100) < 0.5).astype(float)
+    margin = np.where(np.arange(100) < 10, -3.0 * (2 * y - 1), 3.0 * (2 * y - 1))  # 10 confident errors
+    a = sample_instances("binary", rows, y, margin, 12, np.random.default_rng(0), legacy=np.zeros(100))
+    b = sample_instances("binary", rows, y, margin, 12, np.random.default_rng(0), legacy=np.zeros(100))
+    assert a == b and len(a) == 12
+    kinds = [r["error_type"] for r in a]
+    assert sum(k in ("false positive", "false negative") for k in kinds) == 9  # n - n//4 errors at most, here 9
+    assert all(r["legacy_margin"] == 0.0 for r in a)
+    assert all(set(r) == {"a", "b", "label", "legacy_margin", "current_margin", "error_type"} for r in a)

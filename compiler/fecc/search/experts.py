@@ -263,7 +263,8 @@ class Chain:
         frame = self.train.frame.loc[mask]
         stats = feature_stats(frame, self.train.frame, resid)
         rng = np.random.default_rng(self.seed + 7919 * proposal)
-        inst = sample_instances(self.task, frame, self.train.y[mask], margin, self.options.n_instances, rng)
+        inst = sample_instances(self.task, frame, self.train.y[mask], margin, self.options.n_instances, rng,
+                                legacy=self.train.margin[mask])
         return stats, inst
 
     def _record(self, **row):

@@ -101,8 +101,13 @@ def error_types(task: str, y: np.ndarray, margin: np.ndarray, *, uncertainty: fl
 
 
 def sample_instances(task: str, rows: pd.DataFrame, y: np.ndarray, margin: np.ndarray, n: int,
-                     rng: np.random.Generator) -> tuple[dict, ...]:
-    """``n`` region rows for the prompt, errors first, each with its label and error type."""
+                     rng: np.random.Generator, legacy: np.ndarray | None = None) -> tuple[dict, ...]:
+    """``n`` region rows for the prompt, errors first, each with its label and error type.
+
+    ``margin`` is the current hybrid's margin (legacy + current correction), which the
+    error types describe; ``legacy`` (default: ``margin``) is the frozen model's.
+    """
+    legacy = margin if legacy is None else legacy
     if len(rows) == 0 or n <= 0:
         return ()
     kinds = error_types(task, y, margin)
@@ -115,7 +120,8 @@ def sample_instances(task: str, rows: pd.DataFrame, y: np.ndarray, margin: np.nd
     for i in chosen:
         rec = {k: (None if np.isnan(v) else float(v)) for k, v in rows.iloc[int(i)].items()}
         rec["label"] = float(y[i])
-        rec["legacy_margin"] = round(float(margin[i]), 6)
+        rec["legacy_margin"] = round(float(legacy[i]), 6)
+        rec["current_margin"] = round(float(margin[i]), 6)
         rec["error_type"] = str(kinds[i])
         out.append(rec)
     return tuple(out)
