@@ -56,6 +56,14 @@ def test_a_corrupted_cache_is_rebuilt(fake_model):
     assert resolve_model("fake", cache=cache).read_bytes() == blob
 
 
+def test_wrong_size_is_refused_before_hashing(fake_model, monkeypatch):
+    spec, blob, cache = fake_model
+    monkeypatch.setitem(MODELS, "fake", ModelSpec(**{**spec.__dict__, "size": spec.size + 1}))
+    monkeypatch.setattr(local, "_hash_file", lambda p: pytest.fail("hashed a file of the wrong size"))
+    with pytest.raises(UserError, match="expected"):
+        resolve_model("fake", cache=cache)
+
+
 def test_wrong_bytes_are_refused(fake_model, monkeypatch):
     spec, blob, cache = fake_model
     monkeypatch.setitem(MODELS, "fake", ModelSpec(**{**spec.__dict__, "sha256": "0" * 64}))

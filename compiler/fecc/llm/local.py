@@ -141,6 +141,10 @@ def resolve_model(key: str = DEFAULT_MODEL, *, cache: Path | None = None, verify
     parts = model_parts(spec)
     if parts is None:
         raise UserError(f"the weights of {spec.title} are not installed; install them with: {spec.pip}")
+    total = sum(p.stat().st_size for p in parts)
+    if total != spec.size:  # cheap check before hashing half a gigabyte
+        raise UserError(f"{spec.title}: the installed parts hold {total} bytes, expected {spec.size}; "
+                        f"reinstall the packages ({spec.pip})")
     cache = Path(cache) if cache is not None else cache_dir()
     stamp_path = cache / f"{spec.sha256}.verified.json"
     with _LOCK:
