@@ -172,9 +172,10 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         if options.search == "nsr":
             from .search_stage import run_nsr
 
-            stage = run_nsr(model=model, ds=ds, X=X, legacy=legacy, bw=bw, options=options, progress=say)
+            stage = run_nsr(model=model, ds=ds, X=X, legacy=legacy, bw=bw, out=Path(out), options=options,
+                            progress=say)
             manifest.update(stage.manifest_slots)
-            metrics.update(stage.metrics)
+            metrics.update(stage.summary)
             pipeline_reference = stage.reference_margin
 
         # parity vectors: reference outputs from xgboost (+ IR evaluator and xgboost for experts)
@@ -190,7 +191,6 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             "output": "prediction", "atol": PARITY_ATOL, "rows": int(len(inputs)),
         }
         metrics["compile_seconds"] = round(time.perf_counter() - t0, 1)
-        manifest["metrics"] = {k: v for k, v in metrics.items() if k != "compile_seconds"}
         contents = "legacy trees (C)" + (", experts (numba), aggregator (C)" if manifest["experts"] else "")
         bw.write_text("README.md", _render(
             "bundle/README.md.j2", compiler_version=__version__, model_name=Path(model_path).name,

@@ -8,8 +8,12 @@ with a :class:`BundleError` before a single request is served.
 Scoring follows the manifest and nothing else:
 
 1. legacy margin ``m = legacy(x)`` (compiled trees);
-2. if the bundle has experts and an aggregator (the safety gate let them through):
-   ``m = m + aggregator([x, m, φ(x)])`` where ``φ`` are the experts' features;
+2. if the bundle has experts (the safety gate let them through), with the experts'
+   features ``φ = [m, f_k, f_k − m, f_k / m …]`` (NaN outside each expert's region):
+   ``margin = m + offset(φ) + aggregator_trees(concat(x, φ))``, where ``offset`` is
+   ``Σ_k (f_k − m)`` over the experts whose region holds the row when the aggregator's
+   ``base_margin`` is ``"legacy+experts"`` and 0 when it is ``"legacy"``, and the
+   trees term is absent for a ``"sum"`` aggregator;
 3. the task's link turns the margin into the output (sigmoid for binary models).
 """
 from __future__ import annotations
@@ -73,10 +77,10 @@ class Bundle:
             for f in manifest["features"] if f.get("categories") is not None
         }
         self.link = self.task["link"]
+        agg = manifest.get("aggregator") or {}
         try:
             self._legacy = TreeEnsemble(path, manifest["legacy"])
-            agg = manifest.get("aggregator")
-            self._aggregator = TreeEnsemble(path, agg) if agg else None
+            self._aggregator = TreeEnsemble(path, agg["trees"]) if agg.get("trees") else None
         except BundleError:
             raise
         except (OSError, TreeEngineError) as exc:
@@ -85,10 +89,16 @@ class Bundle:
                 "(built for another CPU/OS? recompile the bundle on this platform)"
             ) from None
         self._experts = None
-        if manifest.get("experts") and self._aggregator is not None:
-            from .experts import ExpertSet
+        self._offset = agg.get("base_margin") == "legacy+experts"
+        if manifest.get("experts"):
+            from .experts import ExpertLoadError, ExpertSet
 
-            self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"])
+            if agg.get("base_margin") not in ("legacy", "legacy+experts"):
+                raise BundleError(f"unknown aggregator base_margin {agg.get('base_margin')!r} in manifest")
+            try:
+                self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"])
+            except ExpertLoadError as exc:
+                raise BundleError(str(exc)) from None
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -178,8 +188,11 @@ class Bundle:
         # experts see the same float32-rounded values the trees see
         X64 = X32.astype(np.float64)
         phi = self._experts.features(X64, margin)
-        agg_in = np.ascontiguousarray(np.hstack([X64, phi]), dtype=np.float32)
-        return margin + np.asarray(self._aggregator.predict(agg_in, margin=True), dtype=np.float64)
+        out = margin + self._experts.offset(phi) if self._offset else margin.copy()
+        if self._aggregator is not None:
+            agg_in = np.ascontiguousarray(np.hstack([X64, phi]), dtype=np.float32)
+            out += np.asarray(self._aggregator.predict(agg_in, margin=True), dtype=np.float64)
+        return out
 
     def predict(self, data: Any, *, output: str = "prediction") -> np.ndarray:
         """Score many rows.
