@@ -169,3 +169,12 @@ def test_prompt_holds_the_seed_004_sections():
         assert part in text, part
     table = text[text.index("rows of the region"):]
     assert table.count("\n") >= 20 + 3  # header, 20 instances, fences
+
+
+def test_a_default_range_can_stand_in_for_a_forgotten_one():
+    forgot = GOOD.replace('{"w1": {"low": -1, "high": 1}}', '{}')
+    with pytest.raises(ProposalError, match="without a range"):
+        LLMProposer(Scripted([forgot]), max_corrections=0).propose(credit_context())
+    prop = LLMProposer(Scripted([forgot]), default_range=ParamRange(-2, 2)).propose(credit_context())
+    assert prop.space == {"w1": ParamRange(-2.0, 2.0)}
+    assert prop.usage["notes"] == ["parameter 'w1' had no range; given the default [-2, 2]"]

@@ -162,6 +162,8 @@ class LLMProposer:
     grammar_limits : caps built into the grammar.
     limits : IR size caps checked after parsing.
     budget : lifetime caps on calls, tokens and seconds.
+    default_range : range given to a parameter the answer uses without declaring one
+        (``None``: such an answer is rejected and corrected, as seed 004 has it).
     name : shown in reports (default ``"llm:<backend name>"``).
     """
 
@@ -176,6 +178,7 @@ class LLMProposer:
         grammar_limits: GrammarLimits = GrammarLimits(),
         limits: Limits = Limits(),
         budget: Budget = Budget(),
+        default_range: ParamRange | None = None,
         name: str | None = None,
     ):
         if max_corrections < 0:
@@ -188,6 +191,7 @@ class LLMProposer:
         self.grammar_limits = grammar_limits
         self.limits = limits
         self.budget = budget
+        self.default_range = default_range
         self.name = name or f"llm:{backend.name}"
         self.usage = Usage()
         self._grammars: dict[tuple[str, ...], str] = {}
@@ -233,7 +237,8 @@ class LLMProposer:
             self._account(call, done, time.perf_counter() - start)
             text = done.text
             try:
-                parsed = parse_answer(text, features=ctx.features, frozen=ctx.current_params, limits=self.limits)
+                parsed = parse_answer(text, features=ctx.features, frozen=ctx.current_params, limits=self.limits,
+                                      default_range=self.default_range)
                 taken = (set(ctx.extra.get("reserved", ())) if isinstance(ctx.extra, dict) else set()) \
                     - set(ctx.current_params)
                 clash = sorted(set(parsed.space) & taken)
@@ -253,6 +258,8 @@ class LLMProposer:
             self.usage.accepted += 1
             if attempt == 0:
                 self.usage.valid_first_try += 1
+            if parsed.notes:
+                call["notes"] = list(parsed.notes)
             return Proposal(expr=parsed.expr, space=parsed.space, intent=parsed.intent, raw=text, usage=dict(call))
         raise ProposalError(reason, raw=text, usage=dict(call))
 

@@ -742,6 +742,7 @@ def parse_answer(
     features: Collection[str] | None = None,
     frozen: Mapping[str, float] | Collection[str] = (),
     limits: Limits | None = Limits(),
+    default_range: ParamRange | None = None,
 ) -> ParsedAnswer:
     """Parse a whole answer (function + JSON space) and check it is usable.
 
@@ -752,6 +753,8 @@ def parse_answer(
     frozen : names of parameters that already have a value (the current expert's);
         they may be used without a range.
     limits : size caps passed to :func:`fecc.ir.validate`.
+    default_range : when given, a parameter used without a range gets this one (listed
+        in ``notes``) instead of rejecting the answer — small models often forget one.
 
     Returns
     -------
@@ -771,12 +774,18 @@ def parse_answer(
     used = params_of(expr)
     frozen_names = set(frozen)
     missing = [p for p in used if p not in space and p not in frozen_names]
+    filled: tuple[str, ...] = ()
+    if missing and default_range is not None:
+        space = {**space, **{p: default_range for p in missing}}
+        filled = tuple(f"parameter {p!r} had no range; given the default "
+                       f"[{default_range.low:g}, {default_range.high:g}]" for p in missing)
+        missing = []
     if missing:
         frozen_hint = (f"; the frozen parameters you may reuse without a range are "
                        f"{', '.join(sorted(frozen_names))}" if frozen_names else "")
         raise AnswerError("parameter(s) used but without a range in the JSON search space: "
                           + ", ".join(repr(p) for p in missing) + frozen_hint)
-    notes = tuple(f"range for unused parameter {p!r} dropped" for p in space if p not in used)
+    notes = filled + tuple(f"range for unused parameter {p!r} dropped" for p in space if p not in used)
     space = {p: r for p, r in space.items() if p in used}
     try:
         validate(expr, features=features, params=set(space) | frozen_names, limits=limits)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .base import Proposer
+from .base import ParamRange, Proposer
 from .llm_proposer import Backend, Budget, LLMProposer
 
 DEFAULT_SPEC = "auto"
@@ -109,6 +109,7 @@ def make_proposer(
     max_tokens: int = 400,
     use_grammar: bool = True,
     budget: Budget = Budget(),
+    default_range: ParamRange | None = None,
     backend_options: dict | None = None,
 ) -> Proposer:
     """Build the proposer a ``--llm`` spec names.
@@ -119,7 +120,7 @@ def make_proposer(
     record : append every prompt/answer pair to this JSONL file (LLM specs only).
     seed : seed for a proposer that keeps its own (the grammar and LLM proposers draw
         from each context's ``ctx.seed`` instead).
-    max_corrections, temperature, max_tokens, use_grammar, budget :
+    max_corrections, temperature, max_tokens, use_grammar, budget, default_range :
         passed to :class:`~fecc.llm.llm_proposer.LLMProposer`.
     backend_options : keyword arguments for the backend (e.g. ``{"timeout": 30}`` for
         ``openai:``, ``{"n_gpu_layers": 0}`` for ``local:``).
@@ -150,4 +151,5 @@ def make_proposer(
 
         backend = RecordingBackend(backend, Path(record))
     return LLMProposer(backend, max_corrections=max_corrections, temperature=temperature,
-                       max_tokens=max_tokens, use_grammar=use_grammar, budget=budget)
+                       max_tokens=max_tokens, use_grammar=use_grammar, budget=budget,
+                       default_range=default_range)
