@@ -49,7 +49,7 @@ from fecc.errors import CompileError, UserError
 __all__ = ["lower_trees", "MODEL_FORMATS", "CFLAGS", "LDFLAGS", "node_dtype"]
 
 #: Model formats :func:`lower_trees` reads, mapped to the treelite loader that reads them.
-MODEL_FORMATS = ("xgboost_json", "lightgbm")
+MODEL_FORMATS = ("xgboost_json", "xgboost_ubjson", "lightgbm")
 
 #: gcc flags; fixed so that the same model gives the same library, byte for byte.
 #: No -march (the bundle runs on other machines), no -ffast-math (it would break the
@@ -102,14 +102,15 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
     Parameters
     ----------
     model_path : Path
-        The model file: XGBoost JSON (``model_format="xgboost_json"``) or LightGBM
-        ``model.txt`` (``model_format="lightgbm"``).
+        The model file: XGBoost JSON (``model_format="xgboost_json"``), XGBoost
+        UBJSON (``"xgboost_ubjson"``; base score as treelite computes it, and no
+        category encoder support) or LightGBM ``model.txt`` (``"lightgbm"``).
     out_dir : Path
         The bundle directory; files go to ``out_dir/trees/`` (created if needed).
     name : str
         Stem of the emitted files; a C identifier-like name (letters, digits, ``_``).
     model_format : str
-        ``"xgboost_json"`` or ``"lightgbm"``.
+        One of :data:`MODEL_FORMATS`.
 
     Returns
     -------
@@ -248,6 +249,8 @@ def _load(model_path: Path, model_format: str, treelite: Any) -> Any:
     try:
         if model_format == "xgboost_json":
             return treelite.frontend.load_xgboost_model(str(model_path))
+        if model_format == "xgboost_ubjson":
+            return treelite.frontend.load_xgboost_model(str(model_path), format_choice="ubjson")
         return treelite.frontend.load_lightgbm_model(str(model_path))
     except Exception as exc:  # treelite raises its own TreeliteError with C++ context
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
