@@ -189,5 +189,6 @@ def test_math_form_uses_minimal_parentheses():
     assert to_math(parse_postfix("$a $b sub $c sub")) == "a - b - c"
     assert to_math(parse_postfix("$a $b $c sub sub")) == "a - (b - c)"
     assert to_math(parse_postfix("$a $b add $c mul")) == "(a + b) * c"
-    assert to_math(parse_postfix("$a isnan 0.0 $a where")) == "(0.0 if isnan(a) else a)"
+    assert to_math(parse_postfix("$a isnan 0.0 $a where")) == "0.0 if isnan(a) else a"
+    assert to_math(parse_postfix("$a isnan 0.0 $a where 1.0 add")) == "(0.0 if isnan(a) else a) + 1.0"
     assert to_math(Feature("capital gain")) == "x['capital gain']"

@@ -87,11 +87,30 @@ def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
     return np.where(np.isnan(deltas), 0.0, deltas).sum(axis=1)
 
 
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fecc_runtime" / "numba"
+
+
 def _ensure_cache_dir(bundle_dir: Path) -> None:
-    """numba caches next to the source; a read-only bundle needs another place."""
-    if os.environ.get("NUMBA_CACHE_DIR") or os.access(bundle_dir, os.W_OK):
+    """Point numba's cache outside the bundle.
+
+    numba caches next to the source by default, which would write unlisted files
+    into a verified bundle (or fail on a read-only one).  Unless the user chose
+    ``NUMBA_CACHE_DIR`` already, use ``~/.cache/fecc_runtime/numba`` (a temporary
+    directory if that is not writable); numba keys cache files by source path, so
+    bundles never share entries.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fecc-numba-")
+    root = _cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK):
+            raise PermissionError(root)
+    except OSError:
+        root = Path(tempfile.mkdtemp(prefix="fecc-numba-"))
+    os.environ["NUMBA_CACHE_DIR"] = str(root)
     if "numba" in sys.modules:  # numba read its config at import; make it see the new directory
         from numba.core import config
 

@@ -109,7 +109,7 @@ OPS: dict[str, Op] = {
         _op("and", [_B, _B], _B, np.logical_and, "{0} and {1}", 1, "a and b"),
         _op("or", [_B, _B], _B, np.logical_or, "{0} or {1}", 0, "a or b"),
         # selection: both branches are evaluated; the condition picks one
-        _op("where", [_B, _N, _N], _N, np.where, "({1} if {0} else {2})", -1,
+        _op("where", [_B, _N, _N], _N, np.where, "{1} if {0} else {2}", -1,
             "then-value where cond is true, else-value otherwise"),
     ]
 }

@@ -206,8 +206,8 @@ def expert_2_region(x):
 def expert_2_correction(x):
     """Correction of expert_2, in margin units:
 
-    ((-1.5 if x3 <= -0.0 else ((inf if x3 >= 1e-300 else nan)))) + ((-inf if age < 18.0
-        else 0.0))
+    (-1.5 if x3 <= -0.0 else (inf if x3 >= 1e-300 else nan)) + (-inf if age < 18.0 else
+        0.0)
 
     Parameters (tuned by TPE on the train split):
     none
