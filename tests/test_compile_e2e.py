@@ -31,7 +31,7 @@ def planted_files(tmp_path_factory):
 
 def _compile(d, out, seed=7):
     return compile_bundle(d / "model.json", d / "data.parquet", out,
-                          CompileOptions(seed=seed, search_options=SEARCH))
+                          CompileOptions(seed=seed, llm="none", search_options=SEARCH))
 
 
 @pytest.fixture(scope="module")

@@ -34,18 +34,9 @@ FIXTURES = {e["path"]: e for e in INDEX}
 ATOL = 1e-6
 
 # Known gaps, each with the reason; strict, so a fix turns them into XPASS failures
-# that ask for this list to shrink.  Measured 2026-11-27 (see the report of issue #9).
-_LGB_FLOAT32 = (
-    "runtime casts X to float32 (fecc_runtime/trees.py predict) but LightGBM compares "
-    "float64 features with float64 thresholds: rows on/next to a threshold take the "
-    "other branch (max |margin diff| 0.39-2.07); every other kind of row matches"
-)
-_UBJ = ("lower_trees accepts only 'xgboost_json'/'lightgbm'; treelite reads UBJSON with "
-        "load_xgboost_model(path, format_choice='ubjson')")
-KNOWN_FAILURES: dict[str, str] = {
-    **{e["path"]: _LGB_FLOAT32 for e in INDEX if e["format"] == "lightgbm"},
-    **{e["path"]: _UBJ for e in INDEX if e["format"] == "xgboost_ubjson"},
-}
+# that ask for this list to shrink.  Empty since the runtime reads LightGBM inputs as
+# float64 and lower_trees reads UBJSON (both measured 2026-11-27).
+KNOWN_FAILURES: dict[str, str] = {}
 
 # Rows whose branch depends on comparing in float64 rather than float32.
 _FLOAT64_EDGE_ROWS = ("thr", "thr-ulp64", "thr+ulp64", "rounds-onto-thr32")

@@ -61,8 +61,9 @@ def main():
 @click.option("--feature-names", default=None, help="Comma-separated table columns for the model's features, in model order.")
 @click.option("--search", type=click.Choice(["nsr", "none"]), default="nsr", show_default=True,
               help="nsr: search experts that repair hard regions (seed 004); none: compile the legacy model only.")
-@click.option("--llm", default="none", show_default=True,
-              help="Proposer: none (built-in grammar), local, local:qwen0.5b, openai:URL#model, vllm:MODEL, replay:FILE.")
+@click.option("--llm", default="auto", show_default=True,
+              help="Proposer: auto (local LLM if installed, else none), none (built-in grammar), local[:smollm2|qwen0.5b|"
+                   "qwen1.5b], openai:URL#model, vllm:MODEL, replay:FILE.")
 @click.option("--record", default=None, type=click.Path(dir_okay=False), help="Record LLM prompts/answers (JSONL) for replay.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--regions", default=None, type=int, help="Number of hard regions (K).")

@@ -36,7 +36,9 @@ class CompileOptions:
     target : target column; ``None`` picks one by the rule in :func:`fecc.frontend.table.choose_target`.
     feature_names : table columns for the model's features, in model order (for models saved without names).
     search : ``"nsr"`` (NSR-Boost experts, seed 004) or ``"none"`` (compile the legacy model only).
-    llm : proposer spec for the search (``none`` = built-in grammar proposer, ``local``, ``openai:URL#model``, ``replay:FILE``).
+    llm : proposer spec for the search: ``auto`` (the embedded local LLM when its weights are installed,
+        else the grammar proposer), ``none`` (built-in grammar proposer), ``local[:KEY]``,
+        ``openai:URL#model``, ``vllm:MODEL``, ``replay:FILE`` (see :mod:`fecc.llm.registry`).
     record : file to record every LLM prompt/answer pair to (JSONL), for replay.
     seed : seed for splits, search and sampling; same inputs + seed (+ replayed LLM) ⇒ same bundle.
     force : replace an existing bundle at the output path.
@@ -46,7 +48,7 @@ class CompileOptions:
     target: str | None = None
     feature_names: tuple[str, ...] | None = None
     search: str = "nsr"
-    llm: str = "none"
+    llm: str = "auto"
     record: str | None = None
     seed: int = 0
     force: bool = False

@@ -28,6 +28,9 @@ model order, in the leaf type), so batch margins are bit-identical to XGBoost's.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import ctypes
 import ctypes.util
 import hashlib
@@ -99,6 +102,36 @@ def node_dtype(threshold_type: str) -> np.dtype:
     return np.dtype(fields, align=True)
 
 
+@contextlib.contextmanager
+def _native_log_captured():
+    """Capture what treelite/tl2cgen's C++ loggers print on fds 1 and 2.
+
+    Their INFO/WARNING lines ("Parallel compilation enabled", "model ... originated
+    from a newer Treelite version" — tl2cgen bundles an older treelite) are noise
+    to a user; the captured text is attached to any error raised inside instead.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            except Exception as exc:
+                sink.seek(0)
+                log = sink.read().decode("utf-8", "replace").strip()
+                if log and exc.args and isinstance(exc.args[0], str):
+                    exc.args = (f"{exc.args[0]} [treelite/tl2cgen said: {log[-500:]}]", *exc.args[1:])
+                raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
                 model_format: str = "xgboost_json") -> dict[str, Any]:
     """Compile a tree ensemble into ``out_dir/trees/`` and describe it for the manifest.
@@ -150,7 +183,8 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
     with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
         if model_format == "xgboost_json":
             load_path, categories = _strip_xgboost_encoder(model_path, Path(mtmp))
-        model = _load(load_path, model_format, treelite)
+        with _native_log_captured():
+            model = _load(load_path, model_format, treelite)
     forest = _flatten(model, model_path)
     forest["lightgbm_zero"] = model_format == "lightgbm"
     if model_format == "xgboost_json":
@@ -166,7 +200,8 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
         # parallel_comp splits the trees over translation units: gcc's time grows
         # faster than linearly with function size, and the units compile in parallel.
         n_units = max(1, -(-forest["num_tree"] // TREES_PER_UNIT))
-        tl2cgen.generate_c_code(model, gen, {"quantize": 0, "parallel_comp": n_units})
+        with _native_log_captured():
+            tl2cgen.generate_c_code(model, gen, {"quantize": 0, "parallel_comp": n_units})
         sources = {f"{name}.h": (gen / "header.h").read_text()}
         units = ["main"] + sorted((p.stem for p in gen.glob("tu*.c")), key=lambda s: int(s[2:]))
         for unit in units:
