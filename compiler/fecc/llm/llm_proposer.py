@@ -157,6 +157,8 @@ class LLMProposer:
     backend : the :class:`Backend` that answers chat messages.
     max_corrections : correction rounds after a rejected answer (0: none).
     temperature : sampling temperature (seed 004 uses 0.1).
+    correction_temperature : temperature of correction rounds; at 0.1 a small model
+        repeats its rejected answer word for word, so corrections sample more freely.
     max_tokens : cap on each answer's length.
     use_grammar : constrain decoding with the GBNF grammar when the backend can.
     grammar_limits : caps built into the grammar.
@@ -173,6 +175,7 @@ class LLMProposer:
         *,
         max_corrections: int = 2,
         temperature: float = 0.1,
+        correction_temperature: float = 0.5,
         max_tokens: int = 400,
         use_grammar: bool = True,
         grammar_limits: GrammarLimits = GrammarLimits(),
@@ -186,6 +189,7 @@ class LLMProposer:
         self.backend = backend
         self.max_corrections = max_corrections
         self.temperature = temperature
+        self.correction_temperature = correction_temperature
         self.max_tokens = max_tokens
         self.use_grammar = use_grammar
         self.grammar_limits = grammar_limits
@@ -228,7 +232,8 @@ class LLMProposer:
                 call["corrections"] += 1
             start = time.perf_counter()
             try:
-                done = self.backend.complete(messages, grammar=grammar, temperature=self.temperature,
+                temperature = self.temperature if attempt == 0 else max(self.temperature, self.correction_temperature)
+                done = self.backend.complete(messages, grammar=grammar, temperature=temperature,
                                              max_tokens=self.max_tokens, seed=ctx.seed + attempt)
             except BackendError as exc:
                 self.usage.backend_errors += 1
