@@ -79,7 +79,7 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, se
 
     def go():
         extra = _parse_set(settings)
-        for key, value in (("n_regions", regions), ("iterations", iterations), ("time_budget", time_budget)):
+        for key, value in (("n_regions", regions), ("iterations", iterations), ("time_budget_s", time_budget)):
             if value is not None:
                 extra[key] = value
         names = tuple(n.strip() for n in feature_names.split(",")) if feature_names else None
