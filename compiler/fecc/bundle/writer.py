@@ -7,7 +7,6 @@ bundle never appears where a server could load it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,16 +17,8 @@ import numpy as np
 
 from ..errors import UserError
 
-FORMAT = "fecc-bundle"
-FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# the runtime owns the format: what it verifies is what the compiler writes
+from fecc_runtime.bundle import FORMAT, FORMAT_VERSION, sha256_file
 
 
 def dumps_manifest(manifest: dict) -> str:
