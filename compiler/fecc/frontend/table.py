@@ -231,9 +231,16 @@ def prepare(
     tcol = None
     if need_target:
         tcol = choose_target(df, names_for_target, target)
+    elif target is not None or any(c in df.columns for c in TARGET_CANDIDATES):
+        # not needed (compile-only), but a recognisable label column is no "extra" column
+        try:
+            tcol = choose_target(df, names_for_target, target)
+        except UserError:
+            if target is not None:
+                raise
     names = _resolve_features(df, model_feature_names, num_feature, feature_names, tcol, notes)
     X, used = _numeric_features(df, names, dict(categorical or {}), notes)
-    y = _target_values(df[tcol], task) if tcol is not None else None
+    y = _target_values(df[tcol], task) if tcol is not None and need_target else None
     inf = int(np.isinf(X.to_numpy()).sum()) if len(X.columns) else 0
     if inf:
         notes.append(f"{inf} infinite feature value(s): kept, compared like any number (XGBoost semantics)")
