@@ -164,6 +164,7 @@ class LLMProposer:
     grammar_limits : caps built into the grammar.
     limits : IR size caps checked after parsing.
     budget : lifetime caps on calls, tokens and seconds.
+    example : show the in-context example in the prompt.
     default_range : range given to a parameter the answer uses without declaring one
         (``None``: such an answer is rejected and corrected, as seed 004 has it).
     name : shown in reports (default ``"llm:<backend name>"``).
@@ -182,6 +183,7 @@ class LLMProposer:
         limits: Limits = Limits(),
         budget: Budget = Budget(),
         default_range: ParamRange | None = None,
+        example: bool = True,
         name: str | None = None,
     ):
         if max_corrections < 0:
@@ -196,6 +198,7 @@ class LLMProposer:
         self.limits = limits
         self.budget = budget
         self.default_range = default_range
+        self.example = example
         self.name = name or f"llm:{backend.name}"
         self.usage = Usage()
         self._grammars: dict[tuple[str, ...], str] = {}
@@ -221,7 +224,7 @@ class LLMProposer:
     def propose(self, ctx: ProposalContext) -> Proposal:
         """Ask for a new structure; see the module docstring for the steps."""
         self.usage.proposals += 1
-        messages = render_messages(ctx)
+        messages = render_messages(ctx, example=self.example)
         grammar = self.grammar_for(ctx.features)
         call = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "corrections": 0}
         reason, text = "no answer", ""

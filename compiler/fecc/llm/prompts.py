@@ -1,10 +1,12 @@
 """Prompts for expert proposals, after seed 004 (NSR-Boost, Appendix A.4).
 
-The prompt carries, in this order: the task and what the function's value means, the
-region rule, the current function with its metric and frozen parameters, the rules of
-the answer (features, functions and their *total* semantics), IV/PSI statistics of the
-region, N annotated error instances, positive/negative constraints, error feedback,
-and one in-context example (varied per call so that small models do not copy one).
+The prompt carries: one in-context example (an incremental edit of another task's
+function, varied per call; it comes *first* because Qwen-0.5B copied a trailing one
+verbatim — it still copies its structure, so it can be switched off), then the task and
+what the function's value means, the region rule, the current function with its metric
+and frozen parameters, the rules of the answer (features, functions and their *total*
+semantics), IV/PSI statistics of the region, N annotated error instances,
+positive/negative constraints and error feedback.
 
 Templates live in ``templates/prompts/*.j2``; this module only computes the values they
 place (numbers formatted, tables cut to size).  Rendering is a pure function of the
@@ -111,8 +113,11 @@ def _instance_table(ctx: ProposalContext) -> tuple[list[str], list[list[str]]]:
     return columns, [[fmt(r.get(c), 3) for c in columns] for r in rows]
 
 
-def render_messages(ctx: ProposalContext, *, attempt: int = 0) -> list[dict]:
-    """The chat messages (system + user) asking for a new expert structure."""
+def render_messages(ctx: ProposalContext, *, attempt: int = 0, example: bool = True) -> list[dict]:
+    """The chat messages (system + user) asking for a new expert structure.
+
+    ``example=False`` leaves out the in-context example (the grammar already fixes the format).
+    """
     env = _env()
     columns, table = _instance_table(ctx)
     binary = "logistic" in ctx.objective or "binary" in ctx.objective
@@ -136,7 +141,7 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0) -> list[dict]:
         positive=list(ctx.positive),
         negative=list(ctx.negative),
         feedback=ctx.feedback,
-        example=render_example(example_index(ctx, attempt)),
+        example=render_example(example_index(ctx, attempt)) if example else "",
         example_current=render_example_current(example_index(ctx, attempt)),
     )
     return [
