@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from fecc.lower import lower_trees
+import fecc_runtime
 from fecc_runtime.trees import TreeEnsemble
 
 MODELS = {"small: 100 trees, depth 6": (100, 6), "large: 500 trees, depth 8": (500, 8)}
@@ -67,11 +67,33 @@ def best_s(fn, X, repeat: int) -> float:
     return best
 
 
+def build(workdir: Path, n_tree: int, depth: int, X_train, y_train, n_cpu: int) -> tuple[Path, float]:
+    """Train the model, save it with data, compile a bundle (``--search none``); reuse if present."""
+    bundle = workdir / "bundle"
+    if (bundle / "manifest.json").is_file():
+        return bundle, float("nan")
+    import pandas as pd
+
+    from fecc.driver import CompileOptions, compile_bundle
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cols = [f"f{i}" for i in range(N_FEATURE)]
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "eta": 0.1, "nthread": n_cpu, "seed": 0},
+                        xgb.DMatrix(X_train, y_train, feature_names=cols), num_boost_round=n_tree)
+    booster.save_model(workdir / "model.json")
+    pd.DataFrame(X_train[:2000], columns=cols).assign(y=y_train[:2000]).to_parquet(workdir / "data.parquet")
+    t0 = time.perf_counter()
+    compile_bundle(workdir / "model.json", workdir / "data.parquet", bundle, CompileOptions(search="none"))
+    return bundle, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000, help="batch rows (default 100000)")
     ap.add_argument("--repeat", type=int, default=5, help="batch repetitions, best is kept")
     ap.add_argument("--row-calls", type=int, default=2000, help="single-row calls per median")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep models and bundles here and reuse them (default: a temporary directory)")
     args = ap.parse_args()
 
     n_cpu = len(os.sched_getaffinity(0))
@@ -80,24 +102,21 @@ def main() -> None:
     X_train, y_train = make_data(20_000, seed=0)
     X_test, _ = make_data(args.rows, seed=1)
     rows = [X_test[i] for i in range(min(args.row_calls, len(X_test)))]
+    cols = [f"f{i}" for i in range(N_FEATURE)]
+    dict_rows = [dict(zip(cols, r.tolist())) for r in rows]
 
     with tempfile.TemporaryDirectory(prefix="fecc-bench-") as tmp:
+        root = args.workdir or Path(tmp)
         for label, (n_tree, depth) in MODELS.items():
-            booster = xgb.train(
-                {"objective": "binary:logistic", "max_depth": depth, "eta": 0.1,
-                 "nthread": n_cpu, "seed": 0},
-                xgb.DMatrix(X_train, y_train), num_boost_round=n_tree)
-            model_path = Path(tmp) / f"{n_tree}x{depth}.json"
-            booster.save_model(model_path)
-            booster = xgb.Booster(model_file=str(model_path))  # what the bundle was built from
-            t0 = time.perf_counter()
-            entry = lower_trees(model_path, Path(tmp) / f"bundle{n_tree}", name="legacy")
-            t_lower = time.perf_counter() - t0
-            ens = TreeEnsemble(Path(tmp) / f"bundle{n_tree}", entry)
+            bundle_dir, t_compile = build(root / f"{n_tree}x{depth}", n_tree, depth, X_train, y_train, n_cpu)
+            booster = xgb.Booster(model_file=str(bundle_dir.parent / "model.json"))  # what the bundle was built from
+            bundle = fecc_runtime.load(bundle_dir)
+            entry = bundle.manifest["legacy"]
+            ens = TreeEnsemble(bundle_dir, entry)
 
             # parity on the batch, so a fast wrong answer cannot pass unnoticed
             ref = booster.inplace_predict(X_test)
-            got = ens.predict(X_test)
+            got = bundle.predict(X_test)
             max_abs = float(np.abs(got - ref).max())
 
             # single row, one thread
@@ -106,22 +125,27 @@ def main() -> None:
             x1 = rows[0][None, :]
             us_xgb = median_us(lambda r: booster.inplace_predict(r), x1, args.row_calls // 4)
             us_row = median_us(lambda _: ens.predict_row(rows[next(it) % len(rows)]), None, args.row_calls)
-            ens1 = TreeEnsemble(Path(tmp) / f"bundle{n_tree}", entry, n_threads=1)
+            us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, args.row_calls)
+            us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, args.row_calls)
+            ens1 = TreeEnsemble(bundle_dir, entry, n_threads=1)
             us_blk = median_us(lambda r: ens1.predict(r), x1, args.row_calls)
 
             # batch, all CPUs
             booster.set_param({"nthread": n_cpu})
             s_xgb = best_s(lambda X: booster.inplace_predict(X), X_test, args.repeat)
-            s_fecc = best_s(lambda X: ens.predict(X), X_test, args.repeat)
+            s_fecc = best_s(lambda X: bundle.predict(X), X_test, args.repeat)
 
-            print(f"\n{label}  ({entry['num_node']} nodes, lowered in {t_lower:.1f} s, "
+            print(f"\n{label}  ({entry['num_node']} nodes, compiled in {t_compile:.1f} s, "
                   f"engine {entry['batch_engine']}, max |fecc - xgboost| = {max_abs:.2e})")
-            print(f"  single row  xgboost inplace_predict  {us_xgb:9.1f} us")
-            print(f"              fecc predict_row         {us_row:9.1f} us   ratio {us_xgb / us_row:6.1f}x")
-            print(f"              fecc predict (1 row)     {us_blk:9.1f} us   ratio {us_xgb / us_blk:6.1f}x")
-            print(f"  batch       xgboost inplace_predict  {s_xgb:9.3f} s")
-            print(f"              fecc predict             {s_fecc:9.3f} s    ratio {s_xgb / s_fecc:6.2f}x")
+            print(f"  single row  xgboost inplace_predict      {us_xgb:9.1f} us")
+            print(f"              fecc Bundle.predict_one(dict) {us_dict:8.1f} us   ratio {us_xgb / us_dict:6.1f}x")
+            print(f"              fecc Bundle.predict_one(row)  {us_one:8.1f} us   ratio {us_xgb / us_one:6.1f}x")
+            print(f"              fecc TreeEnsemble.predict_row {us_row:8.1f} us   ratio {us_xgb / us_row:6.1f}x")
+            print(f"              fecc array engine (1 row)     {us_blk:8.1f} us   ratio {us_xgb / us_blk:6.1f}x")
+            print(f"  batch       xgboost inplace_predict      {s_xgb:9.3f} s")
+            print(f"              fecc Bundle.predict          {s_fecc:9.3f} s    ratio {s_xgb / s_fecc:6.2f}x")
             ens.close()
+            ens1.close()
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ class Bundle:
         """Input rows as a float64 (n, n_features) matrix in manifest order (NaN = missing).
 
         ``data`` is a DataFrame or a mapping of columns (columns by name; extra columns
-        ignored) or a 2-D array with the features in manifest order.
+        ignored; categorical features hold their category values), or a 2-D numeric
+        array with the features in manifest order — the model's own input space, so
+        categorical features there are already their integer codes.
         """
         if isinstance(data, np.ndarray) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple, np.ndarray))):
             arr = np.asarray(data)
@@ -131,8 +133,6 @@ class Bundle:
                 raise BundleError(
                     f"expected a 2-D array with {len(self.feature_names)} columns in manifest order, got shape {arr.shape}"
                 )
-            if self._categories:
-                return np.column_stack([self._column(n, arr[:, i]) for i, n in enumerate(self.feature_names)])
             try:
                 return np.ascontiguousarray(arr, dtype=np.float64)
             except (TypeError, ValueError):
@@ -150,7 +150,18 @@ class Bundle:
         raise BundleError(f"cannot score a {type(data).__name__}; pass a DataFrame, a mapping of columns or a 2-D array")
 
     def row(self, row: Mapping[str, Any] | Sequence[float]) -> np.ndarray:
-        """One input row as a float64 vector in manifest order."""
+        """One input row as a float64 vector in manifest order.
+
+        A dict (by name) or a list holds raw values (category values for categorical
+        features); a 1-D numpy array is numeric model input (categorical codes).
+        """
+        if isinstance(row, np.ndarray):
+            if row.shape != (len(self.feature_names),):
+                raise BundleError(f"expected {len(self.feature_names)} values in manifest order, got shape {row.shape}")
+            try:
+                return np.ascontiguousarray(row, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise BundleError("input row must be numeric") from None
         out = np.empty(len(self.feature_names), dtype=np.float64)
         if isinstance(row, Mapping):
             for i, name in enumerate(self.feature_names):
@@ -181,17 +192,17 @@ class Bundle:
     # ----------------------------------------------------------------- scoring
     def predict_margin_matrix(self, X: np.ndarray) -> np.ndarray:
         """Margins for a float64 matrix from :meth:`matrix`."""
-        X32 = np.ascontiguousarray(X, dtype=np.float32)
-        margin = np.asarray(self._legacy.predict(X32, margin=True), dtype=np.float64)
+        # each tree library converts to its own feature type: float32 for XGBoost
+        # (it compares in float32), float64 for LightGBM
+        margin = np.asarray(self._legacy.predict(X, margin=True), dtype=np.float64)
         if self._experts is None:
             return margin
-        # experts see the same float32-rounded values the trees see
-        X64 = X32.astype(np.float64)
+        # experts are fitted on, and always see, float32-rounded features
+        X64 = np.ascontiguousarray(X, dtype=np.float32).astype(np.float64)
         phi = self._experts.features(X64, margin)
         out = margin + self._experts.offset(phi) if self._offset else margin.copy()
         if self._aggregator is not None:
-            agg_in = np.ascontiguousarray(np.hstack([X64, phi]), dtype=np.float32)
-            out += np.asarray(self._aggregator.predict(agg_in, margin=True), dtype=np.float64)
+            out += np.asarray(self._aggregator.predict(np.hstack([X64, phi]), margin=True), dtype=np.float64)
         return out
 
     def predict(self, data: Any, *, output: str = "prediction") -> np.ndarray:
@@ -214,12 +225,17 @@ class Bundle:
         """Score one row given as a dict (by feature name) or a sequence in manifest order."""
         x = self.row(row)
         if self._experts is None:
-            m = self._legacy.predict_row(x.astype(np.float32), margin=True)
-            m = np.asarray(m, dtype=np.float64)
+            m = self._legacy.predict_row(x, margin=True)
         else:
             m = self.predict_margin_matrix(x[None, :])[0]
+            m = float(m) if np.ndim(m) == 0 else m
         if output == "margin":
-            return m if m.ndim else float(m)
+            return m
+        if output != "prediction":
+            raise BundleError(f"output must be 'prediction' or 'margin', got {output!r}")
+        if isinstance(m, float) and self.link == "logistic":
+            # scalar fast path (numpy on one value costs microseconds); same formula
+            return 1.0 / (1.0 + math.exp(-m)) if m > -709.0 else 0.0
         out = apply_link(m, self.link)
         return out if np.ndim(out) else float(out)
 
