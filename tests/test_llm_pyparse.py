@@ -147,6 +147,15 @@ def test_markdown_fences_and_prose_are_tolerated():
     assert parsed.space == {"w": ParamRange(-1.0, 1.0)}
 
 
+def test_one_fence_around_function_and_json():
+    text = "```python\n" + fn('return params["w"] * x["age"]') + '{"w": [0, 1]}\n```\n'
+    parsed = parse_answer(text, features=FEATURES)
+    assert parsed.space == {"w": ParamRange(0.0, 1.0)}
+    with pytest.raises(AnswerError) as info:
+        parse_answer("```python\n" + fn('return x["agee"]') + '{}\n```', features=FEATURES)
+    assert info.value.line == 3
+
+
 def test_space_forms_and_checks():
     space, _ = parse_space('{"a": [0, 1], "b": {"low": 0.01, "high": 10, "log": true, "init": 1}}')
     assert space == {"a": ParamRange(0.0, 1.0), "b": ParamRange(0.01, 10.0, True, 1.0)}

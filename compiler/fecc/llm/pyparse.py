@@ -122,6 +122,10 @@ def split_answer(text: str) -> tuple[str, int, str, int]:
         raise AnswerError(f"the answer is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}")
     blocks = [(m.group(1).lower(), m.group(2), text.count("\n", 0, m.start(2))) for m in _FENCE.finditer(text)]
     code = next((b for b in blocks if re.search(r"^\s*def\s", b[1], re.M)), None)
+    if code is not None and re.search(r"^\{", code[1], re.M):
+        # one fenced block holding both the function and the JSON: split inside it
+        inner_code, inner_line, inner_space, space_line = _split_plain(code[1])
+        return inner_code, code[2] + inner_line, inner_space, code[2] + space_line
     if code is not None:
         rest = [b for b in blocks if b is not code and b[1].lstrip().startswith("{")]
         if rest:
@@ -134,6 +138,11 @@ def split_answer(text: str) -> tuple[str, int, str, int]:
             raise AnswerError("no JSON search space found after the function")
         pos = tail_start + 3 + brace
         return code[1], code[2], text[pos:], text.count("\n", 0, pos)
+    return _split_plain(text)
+
+
+def _split_plain(text: str) -> tuple[str, int, str, int]:
+    """:func:`split_answer` for text without fences: the function, then the JSON."""
     m = re.search(r"^[ \t]*def[ \t]", text, re.M)
     if m is None:
         raise AnswerError("no function found: the answer must start with `def f(x, params):`")
