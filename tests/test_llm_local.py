@@ -91,25 +91,32 @@ def test_pinned_models_match_design():
 
 @pytest.mark.slow
 @pytest.mark.llm
-def test_real_model_answers_with_the_grammar():
-    """Qwen2.5-Coder-0.5B, grammar-constrained, on a realistic context: answers parse into IR."""
+def test_real_model_answers_with_the_grammar(tmp_path):
+    """Qwen2.5-Coder-0.5B, grammar-constrained, on two realistic contexts: every answer parses into IR.
+
+    Acceptance is not asserted (a 0.5B model often forgets a range); syntax is, because
+    the grammar guarantees it.  About 1–2 minutes per answer on two busy cores.
+    """
     pytest.importorskip("llama_cpp")
     if not is_installed("qwen0.5b"):
         pytest.skip("Qwen 0.5B weights not installed")
     from fecc.llm.base import ProposalError
     from fecc.llm.llm_proposer import LLMProposer
     from fecc.llm.local import LocalBackend
+    from fecc.llm.pyparse import parse_function, split_answer
+    from fecc.llm.replay import RecordingBackend, replay_records
 
-    from llm_contexts import credit_context
+    from llm_contexts import credit_context, heart_context
 
-    backend = LocalBackend("qwen0.5b")
-    proposer = LLMProposer(backend, max_corrections=1, max_tokens=300)
-    ok = 0
-    for seed in range(3):
+    record = tmp_path / "answers.jsonl"
+    proposer = LLMProposer(RecordingBackend(LocalBackend("qwen0.5b"), record), max_corrections=0, max_tokens=300)
+    for ctx in (credit_context(), heart_context()):
         try:
-            proposer.propose(credit_context(seed=seed))
-            ok += 1
+            proposer.propose(ctx)
         except ProposalError:
             pass
-    assert proposer.usage.calls >= 3 and proposer.usage.completion_tokens > 0
-    assert ok >= 1
+    records = replay_records(record)
+    assert len(records) == proposer.usage.calls == 2 and proposer.usage.completion_tokens > 0
+    for rec in records:
+        code, line, space, _ = split_answer(rec["answer"])
+        assert parse_function(code, line_offset=line).type == "num"
