@@ -30,6 +30,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from fecc.llm.grammar import GrammarProposer
+from fecc.llm.registry import make_proposer
 from fecc.search import SearchOptions, run_search
 from fecc_runtime.experts import interaction_features
 
@@ -92,7 +93,7 @@ def _metrics(y, margin) -> tuple[float, float]:
     return roc_auc_score(y, margin), accuracy_score(y, margin > 0)
 
 
-def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict) -> dict:
+def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict, llm: str = "none") -> dict:
     idx = np.arange(len(y))
     legacy_idx, rest = train_test_split(idx, train_size=0.5, stratify=y, random_state=seed)
     fit_idx, test_idx = train_test_split(rest, train_size=0.6, stratify=y[rest], random_state=seed)
@@ -119,11 +120,19 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict)
     va, ho = train_test_split(other, train_size=0.5, stratify=y[fit_idx][other], random_state=seed)
     t0 = time.time()
     Xfit = X.iloc[fit_idx].reset_index(drop=True)
+    proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
     result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task="binary",
-                        splits={"train": tr, "valid": va, "holdout": ho}, proposer=GrammarProposer(),
+                        splits={"train": tr, "valid": va, "holdout": ho}, proposer=proposer,
                         options=SearchOptions.from_dict({"seed": seed, **options}),
                         workdir=Path(tempfile.mkdtemp(prefix="fecc-bench-")))
     row["fecc_seconds"] = time.time() - t0
+    usage = getattr(proposer, "usage", None)
+    if usage is not None:  # LLM proposers: how many answers were usable
+        row["llm_calls"] = usage.calls
+        row["llm_valid_first_try"] = usage.valid_first_try
+        row["llm_rejected"] = usage.rejected_answers
+        row["llm_proposals"] = usage.proposals
+        row["llm_accepted"] = usage.accepted
     row["experts"] = len(result.experts)
     row["gate"] = result.gate.decision
     final = m_test
@@ -163,13 +172,14 @@ def main(argv=None) -> int:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a fecc search option (repeatable)")
     ap.add_argument("--csv", help="also write the per-run rows here")
+    ap.add_argument("--llm", default="none", help="proposer spec for fecc (default none = grammar proposer)")
     args = ap.parse_args(argv)
     options = dict(kv.split("=", 1) for kv in args.option)
     rows = []
     for name in args.datasets:
         X, y = DATASETS[name]()
         for seed in args.seeds:
-            row = run_one(name, X, y, seed, options)
+            row = run_one(name, X, y, seed, options, llm=args.llm)
             rows.append(row)
             print(f"{name} seed {seed}: legacy {row['legacy_auc']:.4f}  res {row['res_auc']:.4f}  "
                   f"fecc {row['fecc_auc']:.4f} ({row['gate']}, {row['experts']} experts, "
