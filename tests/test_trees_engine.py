@@ -160,7 +160,7 @@ def test_mismatched_entry_is_refused(model, tmp_path):
     shutil.copytree(model["bundle"], bundle)
     with np.load(bundle / "trees/legacy.npz") as npz:
         arrays = {k: npz[k].copy() for k in npz.files}
-    arrays["nodes"]["left"][0] = 10**6
+    arrays["nodes"]["meta"][0] |= np.uint32(1 << 31)  # left-child offset far past the end
     np.savez(bundle / "trees/legacy.npz", **arrays)
     with pytest.raises(TreeEngineError, match="out of range"):
         TreeEnsemble(bundle, model["entry"])

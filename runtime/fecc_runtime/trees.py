@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["TreeEnsemble", "TreeEngineError"]
 
-_ENGINE_ABI = 1
+_ENGINE_ABI = 2
 
 
 class TreeEngineError(RuntimeError):
@@ -42,10 +42,11 @@ class TreeEngineError(RuntimeError):
 def _node_dtype(threshold_type: str) -> np.dtype:
     # Must match fecc_node_t in templates/c/engine.c.j2 (checked against the
     # library's own sizeof at load time).
-    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"),
-              ("feat", "<i4"), ("left", "<i4"), ("info", "<i4")]
+    # meta, from bit 0: default left, the feature index (node_feat_bits bits),
+    # categorical, listed categories go right, then the offset to the left child.
+    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"), ("meta", "<u4")]
     if threshold_type == "float64":
-        fields.append(("pad", "<i4"))
+        fields.append(("pad", "<u4"))
     return np.dtype(fields, align=True)
 
 
@@ -106,7 +107,8 @@ class TreeEnsemble:
         self._feat_dtype = np.dtype(np.float32 if entry.get("feature_type", "float32") == "float32" else np.float64)
         self._acc_dtype = np.dtype(np.float32 if entry["leaf_type"] == "float32" else np.float64)
         for fn, res in (("fecc_abi_version", ctypes.c_int32), ("fecc_num_feature", ctypes.c_int32),
-                        ("fecc_num_class", ctypes.c_int32), ("fecc_node_size", ctypes.c_int32)):
+                        ("fecc_num_class", ctypes.c_int32), ("fecc_node_size", ctypes.c_int32),
+                        ("fecc_node_feat_bits", ctypes.c_int32)):
             getattr(lib, fn).restype = res
             getattr(lib, fn).argtypes = []
         got = (lib.fecc_abi_version(), lib.fecc_num_feature(), lib.fecc_num_class())
@@ -140,19 +142,27 @@ class TreeEnsemble:
         for key, dt in expect.items():
             if key not in a or a[key].dtype != dt:
                 raise TreeEngineError(f"{self.name}: array {key!r} missing or not {dt}")
-        if lib.fecc_node_size() != a["nodes"].dtype.itemsize:
+        feat_bits = int(entry.get("node_feat_bits", -1))
+        if lib.fecc_node_size() != a["nodes"].dtype.itemsize or lib.fecc_node_feat_bits() != feat_bits:
             raise TreeEngineError(f"{self.name}: node layout differs between library and arrays")
         n_tree, n_node = len(a["tree_root"]), len(a["nodes"])
         if n_tree != int(entry["num_tree"]) or n_node != len(a["leaf"]) or len(a["base_score"]) != self.num_class:
             raise TreeEngineError(f"{self.name}: array sizes do not match the manifest")
         # The C engine trusts these indices; check them once here rather than per row.
-        nodes = a["nodes"]
-        if n_node and (nodes["left"].min() < 0 or nodes["left"].max() >= n_node
-                       or nodes["feat"].min() < 0 or nodes["feat"].max() >= self.num_feature
+        meta = a["nodes"]["meta"].astype(np.int64)
+        feat = (meta >> 1) & ((1 << feat_bits) - 1)
+        offset = meta >> (3 + feat_bits)
+        is_cat = ((meta >> (feat_bits + 1)) & 1) != 0
+        ids = np.arange(n_node, dtype=np.int64)
+        # a node with offset 0 must be a leaf (NaN threshold, missing goes left, numerical)
+        # so that it stays on itself; every other node's two children must exist
+        stays = offset == 0
+        leaf_ok = ((meta[stays] & 1) == 1).all() and not is_cat[stays].any() and np.isnan(a["nodes"]["thr"][stays]).all()
+        if n_node and (not leaf_ok or (ids + offset + 1)[~stays].max(initial=0) >= n_node
+                       or feat.max() >= self.num_feature
                        or a["tree_root"].min() < 0 or a["tree_root"].max() >= n_node
                        or a["tree_class"].min() < 0 or a["tree_class"].max() >= self.num_class):
             raise TreeEngineError(f"{self.name}: node arrays index out of range")
-        is_cat = (nodes["info"] & 2) != 0
         if is_cat.any() and (a["cat_begin"][is_cat] + a["cat_nwords"][is_cat]).max() > len(a["cat_bits"]):
             raise TreeEngineError(f"{self.name}: categorical bitsets out of range")
 

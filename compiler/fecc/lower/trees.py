@@ -70,6 +70,8 @@ TREES_PER_UNIT = 25
 
 #: Rows per block in the batch engine (tuned on the benchmark models, see benchmarks/).
 BLOCK_ROWS = 64
+#: Trees walked together per pass over a block (their leaves are still added in order).
+TREE_GROUP = 8
 
 #: Models with fewer nodes than this would score batches through tl2cgen's if/else
 #: code (``batch_engine="ifelse"``).  0: never -- on the benchmark's small model
@@ -91,15 +93,51 @@ _SUPPORTED_POSTPROCESS = (
     "logarithm_one_plus_exp", "softmax",
 )
 _INFO_DEFAULT_LEFT, _INFO_CATEGORICAL, _INFO_CATS_GO_RIGHT = 1, 2, 4
+# Per comparison: the value a missing feature is replaced with so that it goes
+# right / left (NaN folding, see the engine template).
+_NAN_RIGHT = {"<": "INFINITY", "<=": "INFINITY", ">": "-INFINITY", ">=": "-INFINITY"}
+_NAN_LEFT = {"<": "-INFINITY", "<=": "-INFINITY", ">": "INFINITY", ">=": "INFINITY"}
+#: NaN folding stores each block of features twice on the stack; above this many
+#: bytes the engine tests NaN per step instead.
+NAN_FOLD_MAX_BYTES = 64 * 1024
 
 
 def node_dtype(threshold_type: str) -> np.dtype:
-    """The numpy layout of one node, matching ``fecc_node_t`` in the engine template."""
-    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"),
-              ("feat", "<i4"), ("left", "<i4"), ("info", "<i4")]
+    """The numpy layout of one node, matching ``fecc_node_t`` in the engine template.
+
+    ``meta`` packs, from bit 0: default-left (1 bit), the feature index (``feat_bits``
+    bits, see :func:`feat_bits`), categorical (1 bit), listed-categories-go-right
+    (1 bit), and above that the offset from the node to its left child (0 for a leaf).
+    """
+    fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"), ("meta", "<u4")]
     if threshold_type == "float64":
-        fields.append(("pad", "<i4"))
+        fields.append(("pad", "<u4"))
     return np.dtype(fields, align=True)
+
+
+def feat_bits(num_feature: int) -> int:
+    """Bits of ``meta`` that hold the feature index (at least 1)."""
+    return max(1, int(num_feature - 1).bit_length())
+
+
+def _pack_nodes(thr: np.ndarray, feat: np.ndarray, left: np.ndarray, info: np.ndarray,
+                num_feature: int, threshold_type: str, model_path: Path) -> np.ndarray:
+    """Pack per-node fields (``left`` global) into :func:`node_dtype` records."""
+    fb = feat_bits(num_feature)
+    offset = left - np.arange(len(left), dtype=np.int64)
+    if len(left) and (offset.min() < 0 or int(offset.max()) >= 1 << (29 - fb)):
+        raise UserError(f"{model_path}: a tree is too large for the batch engine's node layout "
+                        f"({num_feature} features leave {29 - fb} bits for child offsets)")
+    if len(feat) and (feat.min() < 0 or feat.max() >= num_feature):
+        raise UserError(f"{model_path}: a split uses a feature index outside 0..{num_feature - 1}")
+    nodes = np.zeros(len(thr), dtype=node_dtype(threshold_type))
+    nodes["thr"] = thr
+    info = info.astype(np.uint64)
+    nodes["meta"] = ((info & _INFO_DEFAULT_LEFT) | (feat.astype(np.uint64) << 1)
+                     | (((info & _INFO_CATEGORICAL) != 0).astype(np.uint64) << (fb + 1))
+                     | (((info & _INFO_CATS_GO_RIGHT) != 0).astype(np.uint64) << (fb + 2))
+                     | (offset.astype(np.uint64) << (fb + 3))).astype(np.uint32)
+    return nodes
 
 
 @contextlib.contextmanager
@@ -158,7 +196,8 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
         ``postprocess``, ``sigmoid_alpha``, ``base_score`` (per output column, margin
         space), ``threshold_type``, ``leaf_type``, ``has_categorical``,
         ``batch_engine`` (``"blocked"`` or ``"ifelse"``), ``block_rows``,
-        ``engine_abi``, ``compiler`` (cc, version, flags, tl2cgen/treelite versions).
+        ``engine_abi``, ``node_feat_bits`` (bits of a node's ``meta`` holding the
+        feature index), ``compiler`` (cc, version, flags, tl2cgen/treelite versions).
 
     Raises
     ------
@@ -241,7 +280,8 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
         "categories": categories,
         "batch_engine": "ifelse" if num_node < IFELSE_MAX_NODES else "blocked",
         "block_rows": BLOCK_ROWS,
-        "engine_abi": 1,
+        "engine_abi": 2,
+        "node_feat_bits": feat_bits(forest["num_feature"]),
         "compiler": {
             "cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS),
             "tl2cgen": tl2cgen.__version__, "treelite": treelite.__version__,
@@ -300,8 +340,8 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     """Turn treelite's trees into the node arrays of the batch engine.
 
     Nodes are renumbered breadth-first per tree so that the two children of a split
-    are adjacent (right = left + 1); a leaf's ``left`` points to itself and its
-    threshold is NaN, so extra steps past a leaf stay on it.  That lets the engine
+    are adjacent (right = left + 1); a leaf's left-child offset is 0 (it points to
+    itself) and its threshold is NaN, so extra steps past a leaf stay on it.  That lets the engine
     take exactly ``depth`` steps for every row without a branch on "is leaf".
     """
     h = model.get_header_accessor()
@@ -325,7 +365,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     leaf_dtype = first.get_field("leaf_value").dtype
     threshold_type = "float32" if thr_dtype == np.float32 else "float64"
     leaf_type = "float32" if leaf_dtype == np.float32 else "float64"
-    ndt = node_dtype(threshold_type)
+    ndt = np.dtype([("thr", thr_dtype), ("feat", "<i8"), ("left", "<i8"), ("info", "<i8")])
 
     nodes_out, leaf_out, roots, depths = [], [], [], []
     cat_words: list[np.ndarray] = []
@@ -363,7 +403,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
         for new, old in enumerate(order):
             ntype = int(f["node_type"][old])
             if ntype == 0:
-                nodes[new] = (np.nan, 0, offset + new, _INFO_DEFAULT_LEFT) + ((0,) if threshold_type == "float64" else ())
+                nodes[new] = (np.nan, 0, offset + new, _INFO_DEFAULT_LEFT)
                 leaf[new] = f["leaf_value"][old]
                 continue
             info = _INFO_DEFAULT_LEFT if f["default_left"][old] else 0
@@ -392,7 +432,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
             left = offset + int(new_id[f["cleft"][old]])
             if int(new_id[f["cright"][old]]) + offset != left + 1:
                 raise AssertionError("breadth-first numbering must make children adjacent")
-            nodes[new] = (thr, int(f["split_index"][old]), left, info) + ((0,) if threshold_type == "float64" else ())
+            nodes[new] = (thr, int(f["split_index"][old]), left, info)
         nodes_out.append(nodes)
         leaf_out.append(leaf)
         cat_begin_out.append(cat_begin)
@@ -403,8 +443,11 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     if len(cmps) > 1:
         raise UserError(f"{model_path}: mixed split comparisons {sorted(cmps)} are not supported")
     has_categorical = bool(n_cat_words) or any(((nb["info"] & _INFO_CATEGORICAL) != 0).any() for nb in nodes_out)
+    num_feature = int(h.get_field("num_feature")[0])
+    flat = np.concatenate(nodes_out)
     arrays = {
-        "nodes": np.concatenate(nodes_out),
+        "nodes": _pack_nodes(flat["thr"], flat["feat"], flat["left"], flat["info"], num_feature,
+                             threshold_type, model_path),
         "leaf": np.concatenate(leaf_out),
         "tree_root": np.asarray(roots, dtype=np.int32),
         "tree_depth": np.asarray(depths, dtype=np.int32),
@@ -416,7 +459,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     }
     return {
         "arrays": arrays,
-        "num_feature": int(h.get_field("num_feature")[0]),
+        "num_feature": num_feature,
         "num_class": num_class,
         "num_tree": num_tree,
         "postprocess": postprocess,
@@ -484,17 +527,34 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str) -> str:
         num_feature=forest["num_feature"],
         num_class=forest["num_class"],
         block_rows=BLOCK_ROWS,
+        tree_group=TREE_GROUP,
+        feat_bits=feat_bits(forest["num_feature"]),
         threshold_t="float" if forest["threshold_type"] == "float32" else "double",
         leaf_t="float" if is_f32 else "double",
         exp="expf" if is_f32 else "exp",
         log1p="log1pf" if is_f32 else "log1p",
         cmp=forest["cmp"],
         right_expr=_RIGHT_EXPR[forest["cmp"]],
+        nan_fold=_can_fold_nan(forest),
+        nan_right=_NAN_RIGHT[forest["cmp"]],
+        nan_left=_NAN_LEFT[forest["cmp"]],
         postprocess=forest["postprocess"],
         sigmoid_alpha=repr(float(np.float32(forest["sigmoid_alpha"]))),
         has_categorical=forest["has_categorical"],
         lightgbm_zero=forest["lightgbm_zero"],
     )
+
+
+def _can_fold_nan(forest: dict[str, Any]) -> bool:
+    """Whether missing values can be replaced by infinities in the block copy: every
+    numerical threshold is finite (an infinite one would compare differently with the
+    infinity that stands for NaN) and two copies of a block fit the stack budget."""
+    nodes = forest["arrays"]["nodes"]
+    fb = feat_bits(forest["num_feature"])
+    meta = nodes["meta"].astype(np.int64)
+    inner_numerical = ((meta >> (fb + 3)) != 0) & (((meta >> (fb + 1)) & 1) == 0)
+    size = 2 * forest["num_feature"] * BLOCK_ROWS * nodes["thr"].dtype.itemsize
+    return bool(np.isfinite(nodes["thr"][inner_numerical]).all()) and size <= NAN_FOLD_MAX_BYTES
 
 
 def _template_dir() -> Any:
