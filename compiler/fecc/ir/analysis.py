@@ -6,22 +6,22 @@ from typing import Mapping
 from .nodes import Const, Expr, Feature, Param, rebuild
 
 
-def features_of(expr: Expr) -> tuple[str, ...]:
-    """Feature names the expression reads, in first-use order."""
+def _names_of(expr: Expr, kind: type) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for node in expr.walk():
-        if isinstance(node, Feature):
+        if isinstance(node, kind):
             seen.setdefault(node.name)
     return tuple(seen)
+
+
+def features_of(expr: Expr) -> tuple[str, ...]:
+    """Feature names the expression reads, in first-use order."""
+    return _names_of(expr, Feature)
 
 
 def params_of(expr: Expr) -> tuple[str, ...]:
     """Parameter names the expression uses, in first-use order."""
-    seen: dict[str, None] = {}
-    for node in expr.walk():
-        if isinstance(node, Param):
-            seen.setdefault(node.name)
-    return tuple(seen)
+    return _names_of(expr, Param)
 
 
 def size(expr: Expr) -> int:
