@@ -5,13 +5,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
 
 from fecc.ir import (
     DIV_EPS, OPS, Binary, Const, Feature, IRSyntaxError, IRTypeError, IRValidationError, Limits, Param, Unary,
-    Where, bind, evaluate, features_of, params_of, parse_postfix, simplify, to_math, to_postfix, validate,
+    bind, evaluate, features_of, params_of, parse_postfix, simplify, to_math, to_postfix, validate,
 )
-from ir_strategies import FEATURES, columns, num_exprs
+from ir_strategies import columns, num_exprs
 
 PARAMS = {"p0": 0.5, "p1": -3.0}
 

@@ -6,9 +6,8 @@ behind ``fecc score``.  The CLI only parses arguments and calls these.
 from __future__ import annotations
 
 import platform
-import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +16,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import CompileError, UserError
-from .frontend import Dataset, load_legacy_model, make_splits, prepare, read_table, reference_margin
+from .frontend import Dataset, load_legacy_model, prepare, read_table, reference_margin
 
 Progress = Callable[[str], None]
 

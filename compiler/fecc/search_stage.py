@@ -7,7 +7,6 @@ xgboost) for the bundle's parity vectors.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

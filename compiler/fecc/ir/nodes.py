@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-from .ops import BOOL, NUM, OPS, get_op
+from .ops import NUM, OPS, get_op
 
 
 class IRTypeError(ValueError):

@@ -85,9 +85,7 @@ def parse_postfix(text: str) -> Expr:
     if not isinstance(text, str):
         raise IRSyntaxError(f"postfix must be text, got {type(text).__name__}", token=0, column=0, text=str(text))
     stack: list[tuple[Expr, int, int]] = []
-    last = (0, 0)
     for index, column, tok in _tokens(text):
-        last = (index, column)
 
         def fail(msg: str):
             raise IRSyntaxError(f"{msg} at {tok!r}", token=index, column=column, text=text)

@@ -40,8 +40,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..ir import Const, Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, to_math, \
-    to_postfix, validate
+from ..ir import Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, to_postfix, validate
 from ..llm.base import ParamRange, Proposal, ProposalContext, ProposalError, Proposer
 from . import metrics
 from .archive import Archive
