@@ -117,8 +117,11 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
                    options: CompileOptions = CompileOptions(), progress: Progress | None = None) -> dict:
     """Compile ``model_path`` + ``data_path`` into a verified bundle at ``out``.
 
-    Returns the summary that is also stored as ``manifest["metrics"]`` (plus the path).
-    Raises :class:`~fecc.errors.UserError` for problems with the inputs.
+    Returns a summary of the run (gate decision, holdout metrics, LLM usage, archive
+    path, seconds).  The manifest holds the gate and its metrics but no wall times, so
+    that the same inputs and seed give the same bundle bytes.
+    Raises :class:`~fecc.errors.UserError` for problems with the inputs and
+    :class:`~fecc.errors.CompileError` when the compiled code fails its parity check.
     """
     from .bundle import BundleWriter
     from .lower import lower_trees
