@@ -472,20 +472,23 @@ class _FunctionParser:
                     then = self.block(list(stmt.body) + rest, env, stmt)
                     other = self.block(list(stmt.orelse) + rest, env, stmt)
                     return self.where(stmt, c, then, other)
-                then_env = self.assignments(stmt.body, env)
-                else_env = self.assignments(stmt.orelse, env)
-                for name in dict.fromkeys([*then_env, *else_env]):
-                    t, o = then_env.get(name), else_env.get(name)
-                    if t is o:
-                        env[name] = t
-                    elif t is None or o is None or isinstance(t, _Undefined) or isinstance(o, _Undefined):
-                        env[name] = _Undefined(name, stmt.lineno + self.line_offset)
-                    else:
-                        env[name] = self.where(stmt, c, t, o)
+                self.merge(stmt, c, self.assignments(stmt.body, env), self.assignments(stmt.orelse, env), env)
                 continue
             self.simple(stmt, env)
         self.fail(owner if isinstance(owner, ast.FunctionDef) else (stmts[-1] if stmts else owner),
                   "the function must end with `return <expression>` on every path")
+
+    def merge(self, stmt: ast.If, c: Expr, then_env: dict, else_env: dict, env: dict) -> None:
+        """Join the locals of an if/else's two branches into ``env``: ``where(c, then, else)``,
+        or undefined when only one branch assigned the name."""
+        for name in dict.fromkeys([*then_env, *else_env]):
+            t, o = then_env.get(name), else_env.get(name)
+            if t is o:
+                env[name] = t
+            elif t is None or o is None or isinstance(t, _Undefined) or isinstance(o, _Undefined):
+                env[name] = _Undefined(name, stmt.lineno + self.line_offset)
+            else:
+                env[name] = self.where(stmt, c, t, o)
 
     def assignments(self, stmts: list[ast.stmt], env: dict) -> dict:
         """Run a branch without returns; the locals it leaves behind."""
@@ -493,15 +496,7 @@ class _FunctionParser:
         for stmt in stmts:
             if isinstance(stmt, ast.If):
                 c = self.cond(self.expr(stmt.test, env))
-                t, o = self.assignments(stmt.body, env), self.assignments(stmt.orelse, env)
-                for name in dict.fromkeys([*t, *o]):
-                    a, b = t.get(name), o.get(name)
-                    if a is b:
-                        env[name] = a
-                    elif a is None or b is None or isinstance(a, _Undefined) or isinstance(b, _Undefined):
-                        env[name] = _Undefined(name, stmt.lineno + self.line_offset)
-                    else:
-                        env[name] = self.where(stmt, c, a, b)
+                self.merge(stmt, c, self.assignments(stmt.body, env), self.assignments(stmt.orelse, env), env)
             else:
                 self.simple(stmt, env)
         return env
