@@ -44,6 +44,17 @@ class Counting:
                           model="counting-model")
 
 
+
+def _outcomes(proposer, contexts) -> list[str]:
+    """Postfix of each proposal, or the reason it was refused."""
+    out = []
+    for ctx in contexts:
+        try:
+            out.append(to_postfix(proposer.propose(ctx).expr))
+        except ProposalError as exc:
+            out.append(exc.reason)
+    return out
+
 def test_prompt_key_is_the_sha256_of_canonical_messages():
     m = [{"role": "user", "content": "héllo"}]
     assert prompt_key(m) == prompt_key([{"content": "héllo", "role": "user"}])
@@ -55,26 +66,14 @@ def test_record_then_replay_gives_the_same_proposals(tmp_path):
     path = tmp_path / "rec.jsonl"
     live = LLMProposer(RecordingBackend(Counting(), path))
     contexts = [credit_context(seed=s) for s in range(3)]
-    first = []
-    for ctx in contexts:
-        try:
-            first.append(to_postfix(live.propose(ctx).expr))
-        except ProposalError as exc:
-            first.append(exc.reason)
+    first = _outcomes(live, contexts)
     records = replay_records(path)
     assert len(records) == live.usage.calls
     for rec in records:
         assert rec["key"] == prompt_key(rec["messages"]) and rec["model"] == "counting-model"
         assert rec["temperature"] in (0.1, 0.5) and len(rec["grammar_sha256"]) == 64
     for _ in range(2):  # twice: replay is repeatable, not just once
-        again = make_proposer(f"replay:{path}")
-        out = []
-        for ctx in contexts:
-            try:
-                out.append(to_postfix(again.propose(ctx).expr))
-            except ProposalError as exc:
-                out.append(exc.reason)
-        assert out == first
+        assert _outcomes(make_proposer(f"replay:{path}"), contexts) == first
 
 
 def test_a_prompt_asked_twice_replays_its_answers_in_order(tmp_path):
