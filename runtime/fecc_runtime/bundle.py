@@ -112,7 +112,7 @@ class Bundle:
             # category values map to the codes the legacy model was trained with;
             # unseen or missing categories become NaN, i.e. XGBoost's missing branch
             vals = np.asarray(values, dtype=object).ravel()
-            return np.array([cats.get(v, math.nan) if v is not None else math.nan for v in vals], dtype=np.float64)
+            return np.array([self._scalar(name, v) for v in vals], dtype=np.float64)
         try:
             arr = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
