@@ -87,14 +87,18 @@ def build(workdir: Path, n_tree: int, depth: int, X_train, y_train, n_cpu: int) 
     return bundle, time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, workdir_help: str) -> argparse.Namespace:
+    """The options every latency benchmark takes (rows, repetitions, calls, a reusable workdir)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--rows", type=int, default=100_000, help="batch rows (default 100000)")
     ap.add_argument("--repeat", type=int, default=5, help="batch repetitions, best is kept")
     ap.add_argument("--row-calls", type=int, default=2000, help="single-row calls per median")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep models and bundles here and reuse them (default: a temporary directory)")
-    args = ap.parse_args()
+    ap.add_argument("--workdir", type=Path, default=None, help=workdir_help + " (default: a temporary directory)")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], "keep models and bundles here and reuse them")
 
     n_cpu = len(os.sched_getaffinity(0))
     print(f"xgboost {xgb.__version__}, {n_cpu} CPUs, batch {args.rows} rows, "

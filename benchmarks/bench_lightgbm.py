@@ -21,7 +21,6 @@ Run:  .venv/bin/python benchmarks/bench_lightgbm.py [--rows 100000] [--repeat 5]
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -32,6 +31,7 @@ import lightgbm as lgb
 import numpy as np
 from bench_latency import (  # same data and timers
     N_FEATURE,
+    parse_args,
     best_s,
     make_data,
     median_us,
@@ -84,14 +84,7 @@ def load_lleaves(workdir: Path):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=100_000, help="batch rows (default 100000)")
-    ap.add_argument("--repeat", type=int, default=5, help="batch repetitions, best is kept")
-    ap.add_argument("--row-calls", type=int, default=2000, help="single-row calls per median")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep the model, bundle and lleaves object here and reuse them "
-                         "(default: a temporary directory)")
-    args = ap.parse_args()
+    args = parse_args(__doc__.splitlines()[0], "keep the model, bundle and lleaves object here and reuse them")
 
     n_cpu = len(os.sched_getaffinity(0))
     print(f"lightgbm {lgb.__version__}, {n_cpu} CPUs, batch {args.rows} rows, "

@@ -91,7 +91,7 @@ HELPERS: dict[str, tuple[list[str], str, tuple[str, ...]]] = {
     "_cube": (["return x * x * x"], OPS["cube"].definition, ()),
     "_sign": (["if x > 0.0:", "    return 1.0", "if x < 0.0:", "    return -1.0",
                "return x  # 0.0, -0.0 or NaN, unchanged"], OPS["sign"].definition, ()),
-    "_div": ([f"if b >= 0.0:", f"    return a / (b + {DIV_EPS!r})", f"return a / (b - {DIV_EPS!r})"],
+    "_div": (["if b >= 0.0:", f"    return a / (b + {DIV_EPS!r})", f"return a / (b - {DIV_EPS!r})"],
              OPS["div"].definition + " (-0.0 counts as >= 0)", ()),
     "_min": (["if a < b or a != a:", "    return a", "return b"], OPS["min"].definition, ()),
     "_max": (["if a > b or a != a:", "    return a", "return b"], OPS["max"].definition, ()),
