@@ -1,4 +1,4 @@
-"""Accuracy benchmark: frozen legacy XGBoost vs Res-XGBoost vs fecc (grammar proposer).
+"""Accuracy benchmark: frozen legacy XGBoost vs Res-XGBoost vs fecc (grammar or LLM proposer).
 
 Protocol (DESIGN.md's safety-gate paragraph): per data set and seed, a stratified split
 into 50% / 30% / 20%.  The legacy model (XGBoost, default parameters) is trained on the
@@ -13,6 +13,7 @@ imported.
 
     python benchmarks/accuracy.py                       # 3 data sets x 3 seeds
     python benchmarks/accuracy.py --datasets breast-w --seeds 0
+    python benchmarks/accuracy.py --compare local --csv llm.csv   # LLM vs grammar proposer
 """
 from __future__ import annotations
 
@@ -93,7 +94,9 @@ def _metrics(y, margin) -> tuple[float, float]:
     return roc_auc_score(y, margin), accuracy_score(y, margin > 0)
 
 
-def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict, llm: str = "none") -> dict:
+def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict,
+            llms: tuple[str, ...] = ("none",), progress=None) -> list[dict]:
+    """One data set and seed: legacy, Res-XGBoost, and fecc once per proposer spec in ``llms``."""
     idx = np.arange(len(y))
     legacy_idx, rest = train_test_split(idx, train_size=0.5, stratify=y, random_state=seed)
     fit_idx, test_idx = train_test_split(rest, train_size=0.6, stratify=y[rest], random_state=seed)
@@ -105,43 +108,74 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict,
     booster = legacy.get_booster()
     m_fit = booster.predict(dm(fit_idx), output_margin=True).astype(np.float64)
     m_test = booster.predict(dm(test_idx), output_margin=True).astype(np.float64)
-    row = {"dataset": name, "seed": seed}
-    row["legacy_auc"], row["legacy_acc"] = _metrics(y[test_idx], m_test)
+    base = {"dataset": name, "seed": seed}
+    base["legacy_auc"], base["legacy_acc"] = _metrics(y[test_idx], m_test)
 
     # Res-XGBoost: a second booster on the legacy margin, default parameters
     res = xgb.train({"objective": "binary:logistic", "seed": seed, "nthread": 2},
                     dm(fit_idx, label=y[fit_idx], base_margin=m_fit), num_boost_round=100)
     res_test = res.predict(dm(test_idx, base_margin=m_test), output_margin=True)
-    row["res_auc"], row["res_acc"] = _metrics(y[test_idx], res_test)
+    base["res_auc"], base["res_acc"] = _metrics(y[test_idx], res_test)
 
     # fecc: run_search on the 30% (train/valid/holdout = 50/25/25), stratified and seeded
     local = np.arange(len(fit_idx))
     tr, other = train_test_split(local, train_size=0.5, stratify=y[fit_idx], random_state=seed)
     va, ho = train_test_split(other, train_size=0.5, stratify=y[fit_idx][other], random_state=seed)
-    t0 = time.time()
     Xfit = X.iloc[fit_idx].reset_index(drop=True)
-    proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
-    result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task="binary",
-                        splits={"train": tr, "valid": va, "holdout": ho}, proposer=proposer,
-                        options=SearchOptions.from_dict({"seed": seed, **options}),
-                        workdir=Path(tempfile.mkdtemp(prefix="fecc-bench-")))
-    row["fecc_seconds"] = time.time() - t0
-    usage = getattr(proposer, "usage", None)
-    if usage is not None:  # LLM proposers: how many answers were usable
-        row["llm_calls"] = usage.calls
-        row["llm_valid_first_try"] = usage.valid_first_try
-        row["llm_rejected"] = usage.rejected_answers
-        row["llm_proposals"] = usage.proposals
-        row["llm_accepted"] = usage.accepted
-    row["experts"] = len(result.experts)
-    row["gate"] = result.gate.decision
-    final = m_test
-    if result.shipped:
-        Xt = X.iloc[test_idx].reset_index(drop=True)
-        values = np.column_stack([e.values(Xt, m_test) for e in result.experts])
-        final = result.aggregator.margin(Xt.to_numpy(np.float64), interaction_features(m_test, values))
-    row["fecc_auc"], row["fecc_acc"] = _metrics(y[test_idx], final)
-    return row
+    rows = []
+    for llm in llms:
+        row = dict(base, proposer=llm)
+        t0 = time.time()
+        proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
+        result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task="binary",
+                            splits={"train": tr, "valid": va, "holdout": ho}, proposer=proposer,
+                            options=SearchOptions.from_dict({"seed": seed, **options}),
+                            workdir=Path(tempfile.mkdtemp(prefix="fecc-bench-")), progress=progress)
+        row["fecc_seconds"] = time.time() - t0
+        row["chain_accepted"], row["chain_proposals"] = result.acceptance
+        usage = getattr(proposer, "usage", None)
+        if usage is not None:  # LLM proposers: how many answers were usable
+            row["llm_calls"] = usage.calls
+            row["llm_answers_valid"] = usage.calls - usage.rejected_answers - usage.backend_errors
+            row["llm_valid_first_try"] = usage.valid_first_try
+            row["llm_rejected"] = usage.rejected_answers
+            row["llm_proposals"] = usage.proposals
+            row["llm_usable"] = usage.accepted
+            row["llm_seconds"] = usage.seconds
+            row["llm_tokens"] = usage.prompt_tokens + usage.completion_tokens
+        row["experts"] = len(result.experts)
+        row["gate"] = result.gate.decision
+        final = m_test
+        if result.shipped:
+            Xt = X.iloc[test_idx].reset_index(drop=True)
+            values = np.column_stack([e.values(Xt, m_test) for e in result.experts])
+            final = result.aggregator.margin(Xt.to_numpy(np.float64), interaction_features(m_test, values))
+        row["fecc_auc"], row["fecc_acc"] = _metrics(y[test_idx], final)
+        rows.append(row)
+    return rows
+
+
+def proposer_table(rows: list[dict]) -> str:
+    """LLM vs grammar proposer, same seeds and budgets: validity, acceptance, holdout AUC, time."""
+    df = pd.DataFrame(rows)
+    lines = ["| data set | proposer | answers valid | proposals usable (after correction) | "
+             "chain acceptance | fecc AUC (Δ vs legacy) | shipped | LLM s | compile s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (name, llm), d in df.groupby(["dataset", "proposer"], sort=False):
+        m = d.mean(numeric_only=True)
+        if "llm_calls" in d and d.llm_calls.notna().any():
+            valid = f"{int(d.llm_answers_valid.sum())}/{int(d.llm_calls.sum())}"
+            usable = f"{int(d.llm_usable.sum())}/{int(d.llm_proposals.sum())}"
+            if d.llm_proposals.sum():
+                usable += f" ({d.llm_usable.sum() / d.llm_proposals.sum():.0%})"
+            llm_s = f"{m.llm_seconds:.0f}"
+        else:
+            valid, usable, llm_s = "— (by construction)", "—", "0"
+        acc = f"{int(d.chain_accepted.sum())}/{int(d.chain_proposals.sum())}"
+        lines.append(f"| {name} | {'grammar' if llm == 'none' else llm} | {valid} | {usable} | {acc} | "
+                     f"{m.fecc_auc:.4f} ({m.fecc_auc - m.legacy_auc:+.4f}) | "
+                     f"{(d.gate == 'ensemble').sum()}/{len(d)} | {llm_s} | {m.fecc_seconds:.0f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -173,20 +207,30 @@ def main(argv=None) -> int:
                     help="a fecc search option (repeatable)")
     ap.add_argument("--csv", help="also write the per-run rows here")
     ap.add_argument("--llm", default="none", help="proposer spec for fecc (default none = grammar proposer)")
+    ap.add_argument("--compare", metavar="SPEC",
+                    help="run fecc twice per data set and seed, with the grammar proposer and with SPEC "
+                         "(e.g. local), and print the proposer table")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print the search's progress lines")
     args = ap.parse_args(argv)
+    progress = (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)) if args.verbose else None
+    llms = ("none", args.compare) if args.compare else (args.llm,)
     options = dict(kv.split("=", 1) for kv in args.option)
     rows = []
     for name in args.datasets:
         X, y = DATASETS[name]()
         for seed in args.seeds:
-            row = run_one(name, X, y, seed, options, llm=args.llm)
-            rows.append(row)
-            print(f"{name} seed {seed}: legacy {row['legacy_auc']:.4f}  res {row['res_auc']:.4f}  "
-                  f"fecc {row['fecc_auc']:.4f} ({row['gate']}, {row['experts']} experts, "
-                  f"{row['fecc_seconds']:.0f}s)", file=sys.stderr, flush=True)
-    if args.csv:
-        pd.DataFrame(rows).to_csv(args.csv, index=False)
-    print(table(rows))
+            for row in run_one(name, X, y, seed, options, llms=llms, progress=progress):
+                rows.append(row)
+                print(f"{name} seed {seed} [{row['proposer']}]: legacy {row['legacy_auc']:.4f}  "
+                      f"res {row['res_auc']:.4f}  fecc {row['fecc_auc']:.4f} ({row['gate']}, "
+                      f"{row['experts']} experts, {row['chain_accepted']}/{row['chain_proposals']} accepted, "
+                      f"{row['fecc_seconds']:.0f}s)", file=sys.stderr, flush=True)
+                if args.csv:  # after every run: a long comparison keeps what it has if stopped
+                    pd.DataFrame(rows).to_csv(args.csv, index=False)
+    if args.compare:
+        print(proposer_table(rows))
+    else:
+        print(table(rows))
     return 0
 
 

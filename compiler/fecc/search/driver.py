@@ -53,6 +53,7 @@ class SearchResult:
     dropped : chains whose expert did not earn its place, with the reason.
     options : the options used.
     archive_path : the SQLite experience archive.
+    chains : one entry per chain: region, proposals asked, structure changes accepted, kept.
     """
 
     task: str
@@ -64,6 +65,12 @@ class SearchResult:
     dropped: list[dict] = field(default_factory=list)
     options: SearchOptions = field(default_factory=SearchOptions)
     archive_path: Path | None = None
+    chains: list[dict] = field(default_factory=list)
+
+    @property
+    def acceptance(self) -> tuple[int, int]:
+        """(accepted, proposed) structure changes over every chain (the seed bias not counted)."""
+        return (sum(c["accepted"] for c in self.chains), sum(c["proposals"] for c in self.chains))
 
     @property
     def shipped(self) -> bool:
@@ -137,7 +144,7 @@ class SearchResult:
                 "gate": gate, "search": self._search_slot()}
 
     def _search_slot(self) -> dict:
-        return {"options": self.options.to_dict(),
+        return {"options": self.options.to_dict(), "chains": list(self.chains),
                 "regions": [{"index": r.index, "rule": r.rule(), "score": r.score, "n_train": r.n_train,
                              "mean_abs_residual": r.mean_abs_residual} for r in self.regions]}
 
@@ -230,6 +237,8 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
             outcomes.append(chain.run())
 
     experts, dropped = [], []
+    chains = [{"cart_region": o.expert.region_index, "proposals": o.expert.proposals,
+               "accepted": o.expert.iterations, "kept": bool(o.kept)} for o in outcomes]
     for o in outcomes:
         if o.kept:
             experts.append(replace(o.expert, name=f"expert_{len(experts) + 1}"))
@@ -269,4 +278,5 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
                   no_experts_reason=no_gain)
     say(f"search: gate → {gate.decision}: {gate.reason}")
     return SearchResult(task=task, feature_names=names, experts=experts, aggregator=aggregator, gate=gate,
-                        regions=regions, dropped=dropped, options=options, archive_path=archive_path)
+                        regions=regions, dropped=dropped, options=options, archive_path=archive_path,
+                        chains=chains)
