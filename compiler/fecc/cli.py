@@ -14,9 +14,12 @@ from .errors import CompileError, UserError
 
 
 def _progress(quiet: bool):
+    """Progress lines on stderr; a live bar per expert chain when stderr is a terminal."""
     if quiet:
         return None
-    return lambda msg: click.echo(f"[fecc] {msg}", err=True)
+    from .progress import Reporter
+
+    return Reporter(click.get_text_stream("stderr"))
 
 
 def _run(fn):

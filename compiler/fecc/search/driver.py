@@ -207,7 +207,9 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
     proposer : structure proposer (LLM backend or :class:`fecc.llm.grammar.GrammarProposer`).
     options : :class:`SearchOptions`.
     workdir : where the experience archive (``archive.sqlite``) is written.
-    progress : called with one line per notable step.
+    progress : called with one line per notable step; if it also has a ``chain_step`` method
+        (e.g. :class:`fecc.progress.Reporter`), that gets a
+        :class:`~fecc.search.experts.ChainStep` after every proposal of every chain.
 
     Returns
     -------
@@ -231,9 +233,10 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
     with Archive(archive_path, run=f"seed{options.seed}-{started:.0f}", options=options.to_dict(),
                  started=started) as archive:
         deadline = started + options.time_budget_s
-        for region in regions:
+        for no, region in enumerate(regions, 1):
             chain = Chain(region=region, task=task, train=train, valid=valid, proposer=proposer,
-                          options=options, archive=archive, deadline=deadline, progress=say)
+                          options=options, archive=archive, deadline=deadline, progress=progress,
+                          position=(no, len(regions)))
             outcomes.append(chain.run())
 
     experts, dropped = [], []

@@ -55,6 +55,33 @@ logging.getLogger("optuna").setLevel(logging.WARNING)
 MAX_CONSTRAINTS = 8
 
 
+@dataclass(frozen=True)
+class ChainStep:
+    """Where one chain stands, sent to a progress reporter after every proposal.
+
+    A reporter is any ``progress`` callable that also has a ``chain_step(step)`` method
+    (plain callables only get the text lines).  ``llm_seconds`` is the time the proposer
+    spent answering for this chain (0 for the grammar proposer); ``outcome`` is set on
+    the chain's last step (``done``).
+    """
+
+    chain: str
+    chain_no: int
+    n_chains: int
+    proposal: int
+    max_proposals: int
+    accepted: int
+    iterations: int
+    metric_name: str
+    best: float
+    legacy: float
+    llm_seconds: float
+    seconds: float
+    last: str = ""
+    done: bool = False
+    outcome: str = ""
+
+
 def round_sig(value: float, digits: int = 6) -> float:
     """``value`` rounded to ``digits`` significant digits (finite values only)."""
     return float(f"{value:.{digits}g}") if np.isfinite(value) else float(value)
@@ -139,7 +166,7 @@ class Chain:
 
     def __init__(self, *, region: Region, task: str, train: _Split, valid: _Split, proposer: Proposer,
                  options: SearchOptions, archive: Archive | None, deadline: float,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, position: tuple[int, int] = (1, 1)):
         self.region = region
         self.task = task
         self.train = train
@@ -149,6 +176,8 @@ class Chain:
         self.archive = archive
         self.deadline = deadline
         self.progress = progress or (lambda _m: None)
+        self._step_sink = getattr(progress, "chain_step", None)
+        self.position = position
         self.name = f"region_{region.index}"
         self.features = tuple(train.frame.columns)
         self.legacy_loss_train = metrics.loss_rows(task, train.y, train.margin)
@@ -266,13 +295,38 @@ class Chain:
                                 legacy=self.train.margin[mask])
         return stats, inst
 
+    def _llm_seconds(self) -> float:
+        usage = getattr(self.proposer, "usage", None)
+        return float(getattr(usage, "seconds", 0.0) or 0.0)
+
+    def _step(self, *, proposal: int, accepted: int, best: float, legacy: float, llm0: float, t0: float,
+              last: str = "", done: bool = False, outcome: str = "") -> None:
+        if self._step_sink is None:
+            return
+        self._step_sink(ChainStep(
+            chain=self.name, chain_no=self.position[0], n_chains=self.position[1], proposal=proposal,
+            max_proposals=self.options.max_proposals, accepted=accepted, iterations=self.options.iterations,
+            metric_name=metrics.metric_name(self.task), best=abs(best), legacy=abs(legacy),
+            llm_seconds=self._llm_seconds() - llm0, seconds=time.perf_counter() - t0, last=last, done=done,
+            outcome=outcome))
+
     def _record(self, **row):
+        self._last = f"{row.get('intent') or ''}: {row.get('status', '')}".lstrip(": ")
         if self.archive is not None:
             self.archive.record(chain=self.name, proposer=getattr(self.proposer, "name", "?"), **row)
 
     def run(self) -> ChainOutcome:
+        """Run the chain; progress reporters get a :class:`ChainStep` per proposal and a final one."""
+        self._state: dict = {}
+        outcome = self._run()
+        if self._state:
+            self._step(**self._state, done=True, outcome=("kept: " if outcome.kept else "dropped: ") + outcome.reason)
+        return outcome
+
+    def _run(self) -> ChainOutcome:
         opts = self.options
         t0 = time.perf_counter()
+        llm0 = self._llm_seconds()
         # seed function: a constant bias inside the region (with boundary refinement)
         structure: Expr = Param("c_0")
         space = {"c_0": ParamRange(-self.scale, self.scale, init=0.0)}
@@ -303,7 +357,12 @@ class Chain:
         accepted = proposals = 0
         stats, inst = self._prompt_data(region, correction, 0)
         region_cols_train = self.train.subset(evaluate(region, self.train.cols))
-        while accepted < opts.iterations and proposals < opts.max_proposals and time.time() < self.deadline:
+        while True:
+            self._state = dict(proposal=proposals, accepted=accepted, best=best[3], legacy=base_score, llm0=llm0,
+                               t0=t0, last=getattr(self, "_last", ""))
+            self._step(**self._state)
+            if not (accepted < opts.iterations and proposals < opts.max_proposals and time.time() < self.deadline):
+                break
             proposals += 1
             t1 = time.perf_counter()
             cur_structure, cur_params, cur_correction, cur_score = current
