@@ -61,11 +61,26 @@ def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
     raise BundleError(f"unknown link function {link!r} in manifest")
 
 
+def tree_engine(path: Path, entry: dict):
+    """The engine a manifest tree entry names: ``"c"`` (the compiled library, the default)
+    or ``"onnx"`` (onnxruntime, imported only then)."""
+    engine = entry.get("engine", "c")
+    if engine == "c":
+        from .trees import TreeEnsemble  # numpy + ctypes only
+
+        return TreeEnsemble(path, entry)
+    if engine == "onnx":
+        from .onnx_trees import OnnxTreeEnsemble
+
+        return OnnxTreeEnsemble(path, entry)
+    raise BundleError(f"unknown tree engine {engine!r} in manifest; this runtime knows 'c' and 'onnx'")
+
+
 class Bundle:
     """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`."""
 
     def __init__(self, path: Path, manifest: dict):
-        from .trees import TreeEngineError, TreeEnsemble  # numpy + ctypes only
+        from .trees import TreeEngineError
 
         self.path = path
         self.manifest = manifest
@@ -79,8 +94,8 @@ class Bundle:
         self.link = self.task["link"]
         agg = manifest.get("aggregator") or {}
         try:
-            self._legacy = TreeEnsemble(path, manifest["legacy"])
-            self._aggregator = TreeEnsemble(path, agg["trees"]) if agg.get("trees") else None
+            self._legacy = tree_engine(path, manifest["legacy"])
+            self._aggregator = tree_engine(path, agg["trees"]) if agg.get("trees") else None
         except BundleError:
             raise
         except (OSError, TreeEngineError) as exc:
