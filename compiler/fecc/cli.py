@@ -73,10 +73,12 @@ def main():
 @click.option("--iterations", default=None, type=int, help="Successful iterations per expert chain.")
 @click.option("--time-budget", default=None, type=float, help="Wall-clock budget of the search, seconds.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
+@click.option("--trees", type=click.Choice(["c", "onnx"]), default="c", show_default=True,
+              help="Tree target: c (compiled C, gcc) or onnx (ai.onnx.ml TreeEnsemble graph, served by onnxruntime).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def compile_cmd(model, data, out, target, feature_names, search, llm, record, seed, regions, iterations,
-                time_budget, settings, force, quiet):
+                time_budget, settings, trees, force, quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
     from .driver import CompileOptions, compile_bundle
 
@@ -87,7 +89,7 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, se
                 extra[key] = value
         names = tuple(n.strip() for n in feature_names.split(",")) if feature_names else None
         opts = CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
-                              seed=seed, force=force, search_options=extra)
+                              seed=seed, force=force, search_options=extra, trees=trees)
         summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 

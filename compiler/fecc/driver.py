@@ -42,6 +42,9 @@ class CompileOptions:
     seed : seed for splits, search and sampling; same inputs + seed (+ replayed LLM) ⇒ same bundle.
     force : replace an existing bundle at the output path.
     search_options : options for :class:`fecc.search.SearchOptions`, by name (unknown names are rejected).
+    trees : how tree ensembles (legacy, aggregator) are lowered: ``"c"`` (treelite + tl2cgen C and fecc's
+        array engine, compiled with gcc) or ``"onnx"`` (one ai.onnx.ml TreeEnsemble graph served by
+        onnxruntime; see :mod:`fecc.lower.onnx_trees`).
     """
 
     target: str | None = None
@@ -52,10 +55,13 @@ class CompileOptions:
     seed: int = 0
     force: bool = False
     search_options: dict = field(default_factory=dict)
+    trees: str = "c"
 
     def __post_init__(self):
         if self.search not in ("nsr", "none"):
             raise UserError(f"--search must be 'nsr' or 'none', got {self.search!r}")
+        if self.trees not in ("c", "onnx"):
+            raise UserError(f"--trees must be 'c' or 'onnx', got {self.trees!r}")
 
 
 def _float32_view(X: pd.DataFrame) -> pd.DataFrame:
@@ -124,8 +130,8 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     :class:`~fecc.errors.CompileError` when the compiled code fails its parity check.
     """
     from .bundle import BundleWriter
-    from .lower import lower_trees
-    from fecc_runtime.trees import TreeEnsemble
+    from .lower import tree_lowering
+    from fecc_runtime.bundle import tree_engine
 
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
@@ -149,9 +155,11 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     X = _float32_view(ds.X)
 
     with BundleWriter(out, force=options.force) as bw:
-        say("lowering legacy trees to C (treelite + tl2cgen) and compiling with gcc")
+        lower_trees = tree_lowering(options.trees)
+        say("lowering legacy trees to C (treelite + tl2cgen) and compiling with gcc" if options.trees == "c"
+            else "lowering legacy trees to ONNX (ai.onnx.ml TreeEnsemble)")
         legacy_entry = lower_trees(Path(model_path), bw.root, name="legacy", model_format=model.format)
-        legacy = TreeEnsemble(bw.root, legacy_entry)
+        legacy = tree_engine(bw.root, legacy_entry)
 
         manifest: dict = {
             "compiler": {"name": "fecc", "version": __version__},
@@ -195,7 +203,8 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             "output": "prediction", "atol": PARITY_ATOL, "rows": int(len(inputs)),
         }
         metrics["compile_seconds"] = round(time.perf_counter() - t0, 1)
-        contents = "legacy trees (C)" + (", experts (numba), aggregator (C)" if manifest["experts"] else "")
+        kind = "C" if options.trees == "c" else "ONNX"
+        contents = f"legacy trees ({kind})" + (f", experts (numba), aggregator ({kind})" if manifest["experts"] else "")
         bw.write_text("README.md", _render(
             "bundle/README.md.j2", compiler_version=__version__, model_name=Path(model_path).name,
             model_sha256=model.sha256, task_kind=model.task, objective=model.objective,

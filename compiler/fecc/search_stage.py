@@ -34,7 +34,7 @@ def workdir_for(out: Path) -> Path:
 
 def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progress) -> StageResult:
     from .llm.registry import make_proposer
-    from .lower import lower_trees
+    from .lower import tree_lowering
     from .lower.numba_backend import write_module
     from .search import SearchOptions, run_search
 
@@ -61,9 +61,9 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
         slots["experts_module"] = "experts/" + module["path"]
         agg_json = result.save_aggregator(workdir / "aggregator.json")
         if agg_json is not None:
-            say("lowering the aggregator trees to C")
-            slots["aggregator"]["trees"] = lower_trees(agg_json, bw.root, name="aggregator",
-                                                       model_format="xgboost_json")
+            say(f"lowering the aggregator trees to {'C' if options.trees == 'c' else 'ONNX'}")
+            lower = tree_lowering(options.trees)
+            slots["aggregator"]["trees"] = lower(agg_json, bw.root, name="aggregator", model_format="xgboost_json")
     else:
         say(f"gate: legacy only — {result.gate.reason}")
     summary = {"experts": len(result.experts) if result.shipped else 0,
