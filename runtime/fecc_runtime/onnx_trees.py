@@ -116,12 +116,12 @@ class OnnxTreeEnsemble:
         if ([i.name for i in inputs] != [entry["input"]] or [o.name for o in outputs] != [entry["output"]]
                 or inputs[0].type != want_type or inputs[0].shape[1:] != [self.num_feature]):
             raise TreeEngineError(f"{self.name}: {path.name} does not have the input/output the manifest names")
-        self._input, self._output = entry["input"], entry["output"]
+        self._input, self._outputs = entry["input"], [entry["output"]]
 
     # ------------------------------------------------------------------ batch
 
     def _margin(self, X: np.ndarray) -> np.ndarray:
-        out = self._session.run([self._output], {self._input: X})[0]
+        out = self._session.run(self._outputs, {self._input: X})[0]
         return out.reshape(len(X), self.num_class)
 
     def predict(self, X: np.ndarray, *, margin: bool = False) -> np.ndarray:
@@ -171,15 +171,17 @@ class OnnxTreeEnsemble:
 
     def predict_row(self, x: np.ndarray, *, margin: bool = False) -> float | np.ndarray:
         """Score one row; a Python float for one output column, else a float64 ``(num_class,)`` array."""
-        x = np.asarray(x)
+        if x.dtype != self._feat_dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self._feat_dtype)
         if x.shape != (self.num_feature,):
             raise ValueError(f"{self.name}: expected x of shape ({self.num_feature},), got {x.shape}")
-        out = self._margin(np.ascontiguousarray(x.reshape(1, -1), dtype=self._feat_dtype))
+        out = self._session.run(self._outputs, {self._input: x.reshape(1, self.num_feature)})[0]
+        if margin and self.num_class == 1:
+            return float(out[0])
+        out = out.reshape(1, self.num_class)
         if not margin:
             out = postprocess(out, self._postprocess, self._alpha)
-        if self.num_class == 1:
-            return float(out[0, 0])
-        return out[0].astype(np.float64)
+        return float(out[0, 0]) if self.num_class == 1 else out[0].astype(np.float64)
 
     def close(self) -> None:
         """Stop the worker threads."""
