@@ -120,3 +120,29 @@ def test_real_model_answers_with_the_grammar(tmp_path):
     for rec in records:
         code, line, space, _ = split_answer(rec["answer"])
         assert parse_function(code, line_offset=line).type == "num"
+
+
+@pytest.mark.llm
+def test_lazy_grammar_sampling_equals_grammar_first_when_greedy():
+    """The lazy sampler (free choice first, grammar only on refusal) picks exactly what
+    grammar-first sampling picks when decoding is greedy, and its answer is grammatical.
+
+    A short prompt and 60 tokens: seconds on an idle core, so it runs by default when the
+    weights are installed.
+    """
+    pytest.importorskip("llama_cpp")
+    if not is_installed("qwen0.5b"):
+        pytest.skip("Qwen 0.5B weights not installed")
+    from fecc.llm.grammar_gbnf import make_gbnf
+    from fecc.llm.local import LocalBackend
+
+    grammar = make_gbnf(("age", "income", "debt_ratio"))
+    messages = [{"role": "user", "content": "Write def f(x, params) that adds params['w'] * x['income'] to "
+                                            "params['b'], then its JSON search space."}]
+    lazy = LocalBackend("qwen0.5b", lazy_grammar=True)
+    first = LocalBackend("qwen0.5b", lazy_grammar=False)
+    a = lazy.complete(messages, grammar=grammar, temperature=0.0, max_tokens=60, seed=0)
+    b = first.complete(messages, grammar=grammar, temperature=0.0, max_tokens=60, seed=0)
+    assert a.text == b.text and a.completion_tokens == b.completion_tokens > 10
+    assert a.text.startswith("def f(x, params):")
+    assert lazy.llm._sampler.fallbacks >= 1  # the model's free choice was refused at least once

@@ -114,3 +114,36 @@ def test_search_sends_a_step_per_proposal_and_a_final_one_per_chain(tmp_path, pr
         else:
             assert all(s.llm_seconds == 0.0 for s in own)
     assert [s.chain_no for s in steps if s.done] == list(range(1, len(chains) + 1))
+
+
+def test_a_spent_llm_budget_stops_every_chain_and_the_search_finishes(tmp_path):
+    """The compile-wide budget: once the proposer says it is spent, chains stop asking."""
+    from fecc.llm.base import BudgetExhausted
+
+    class Budgeted(GrammarProposer):
+        def __init__(self, calls):
+            super().__init__()
+            self.left, self.asked = calls, 0
+
+        def propose(self, ctx):
+            self.asked += 1
+            if self.left <= 0:
+                raise BudgetExhausted("LLM call budget spent (3 of 3 calls)")
+            self.left -= 1
+            return super().propose(ctx)
+
+    Xl, yl = make_planted(1500, 101, with_region=False)
+    X, y = make_planted(1600, 1)
+    margin = legacy_model(Xl, yl).predict(xgb.DMatrix(X.to_numpy(), missing=np.nan), output_margin=True)
+    lines = []
+    proposer = Budgeted(3)
+    opts = SearchOptions.from_dict(dict(n_regions=3, max_proposals=6, iterations=6, optuna_trials=6, seed=3))
+    result = run_search(X=X, y=y, legacy_margin=margin.astype(float), task="binary", splits=splits(len(y), 1),
+                        proposer=proposer, options=opts, workdir=tmp_path, progress=lines.append)
+    n_chains = len(result.chains)
+    assert n_chains >= 2
+    # 3 answers, then one refused ask per chain that was still running
+    assert proposer.asked <= 3 + n_chains
+    assert sum(c["proposals"] for c in result.chains) == 3
+    assert any("budget spent" in line and "chain stops" in line for line in lines)
+    assert result.gate.decision in ("ensemble", "legacy-only")

@@ -88,6 +88,10 @@ class ProposalError(Exception):
         super().__init__(reason)
 
 
+class BudgetExhausted(ProposalError):
+    """The proposer's call, token or time budget is spent: the search stops asking it."""
+
+
 @runtime_checkable
 class Proposer(Protocol):
     """Proposes expert structures.  Must be deterministic given ``ctx.seed`` (or replayed)."""

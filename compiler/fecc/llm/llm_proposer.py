@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..ir import Expr, Limits, bind, evaluate, features_of, simplify
-from .base import ParamRange, Proposal, ProposalContext, ProposalError
+from .base import BudgetExhausted, ParamRange, Proposal, ProposalContext, ProposalError
 from .grammar_gbnf import GrammarLimits, make_gbnf
 from .prompts import render_correction, render_messages
 from .pyparse import AnswerError, parse_answer
@@ -56,10 +56,6 @@ class Backend(Protocol):
     def complete(self, messages: list[dict], *, grammar: str | None, temperature: float,
                  max_tokens: int, seed: int) -> Completion:
         ...
-
-
-class BudgetExhausted(ProposalError):
-    """The proposer's call, token or time budget is spent; the outer loop should stop asking."""
 
 
 @dataclass(frozen=True)

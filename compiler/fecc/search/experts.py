@@ -41,7 +41,7 @@ import optuna
 import pandas as pd
 
 from ..ir import Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, to_postfix, validate
-from ..llm.base import ParamRange, Proposal, ProposalContext, ProposalError, Proposer
+from ..llm.base import BudgetExhausted, ParamRange, Proposal, ProposalContext, ProposalError, Proposer
 from . import metrics
 from .archive import Archive
 from .options import SearchOptions
@@ -372,6 +372,12 @@ class Chain:
                           proposal=proposals, previous_score=cur_score, tau=tau)
             try:
                 prop: Proposal = self.proposer.propose(ctx)
+            except BudgetExhausted as e:  # the whole compile's LLM budget: stop asking, keep what we have
+                if not e.usage.get("calls"):
+                    proposals -= 1  # nothing was asked
+                self._record(**common, status="budget", message=e.reason, seconds=time.perf_counter() - t1)
+                self.progress(f"{self.name}: {e.reason}; the chain stops here")
+                break
             except ProposalError as e:
                 feedback = f"the previous answer was unusable: {e.reason}"
                 self._record(**common, status="proposer-error", message=e.reason, raw=e.raw, usage_json=e.usage,
