@@ -19,7 +19,7 @@ def _progress(quiet: bool):
         return None
     from .progress import Reporter
 
-    return Reporter(click.get_text_stream("stderr"))
+    return Reporter(sys.stderr)
 
 
 def _run(fn):
@@ -66,8 +66,14 @@ def main():
               help="nsr: search experts that repair hard regions (seed 004); none: compile the legacy model only.")
 @click.option("--llm", default="auto", show_default=True,
               help="Proposer: auto (local LLM if installed, else none), none (built-in grammar), local[:smollm2|qwen0.5b|"
-                   "qwen1.5b], openai:URL#model, vllm:MODEL, replay:FILE.")
+                   "qwen1.5b] (llama.cpp), hf[:KEY] (transformers, GPU when present), openai:URL#model, "
+                   "vllm:MODEL, replay:FILE.")
 @click.option("--record", default=None, type=click.Path(dir_okay=False), help="Record LLM prompts/answers (JSONL) for replay.")
+@click.option("--llm-max-calls", default=None, type=int, help="Budget: most LLM requests per compile.")
+@click.option("--llm-max-tokens", default=None, type=int, help="Budget: most LLM tokens (prompt + answer) per compile.")
+@click.option("--llm-max-seconds", default=None, type=float, help="Budget: most seconds the LLM may spend answering.")
+@click.option("--llm-temperature", default=0.1, show_default=True, type=float,
+              help="Sampling temperature of the LLM's first answer (corrections sample more freely).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--regions", default=None, type=int, help="Number of hard regions (K).")
 @click.option("--iterations", default=None, type=int, help="Successful iterations per expert chain.")
@@ -77,7 +83,8 @@ def main():
               help="Tree target: c (compiled C, gcc) or onnx (ai.onnx.ml TreeEnsemble graph, served by onnxruntime).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def compile_cmd(model, data, out, target, feature_names, search, llm, record, seed, regions, iterations,
+def compile_cmd(model, data, out, target, feature_names, search, llm, record, llm_max_calls, llm_max_tokens,
+                llm_max_seconds, llm_temperature, seed, regions, iterations,
                 time_budget, settings, trees, force, quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
     from .driver import CompileOptions, compile_bundle
@@ -89,7 +96,9 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, se
                 extra[key] = value
         names = tuple(n.strip() for n in feature_names.split(",")) if feature_names else None
         opts = CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
-                              seed=seed, force=force, search_options=extra, trees=trees)
+                              seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
+                              llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
+                              llm_temperature=llm_temperature, trees=trees)
         summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 

@@ -42,6 +42,10 @@ class CompileOptions:
     seed : seed for splits, search and sampling; same inputs + seed (+ replayed LLM) ⇒ same bundle.
     force : replace an existing bundle at the output path.
     search_options : options for :class:`fecc.search.SearchOptions`, by name (unknown names are rejected).
+    llm_max_calls, llm_max_tokens, llm_max_seconds : the LLM's budget for the whole compile (``None``: no
+        cap): backend requests, prompt + answer tokens, seconds spent answering.  Once spent, the chains
+        stop asking and the search finishes with what it has.
+    llm_temperature : sampling temperature of the LLM's first answer (seed 004: 0.1).
     trees : how tree ensembles (legacy, aggregator) are lowered: ``"c"`` (treelite + tl2cgen C and fecc's
         array engine, compiled with gcc) or ``"onnx"`` (one ai.onnx.ml TreeEnsemble graph served by
         onnxruntime; see :mod:`fecc.lower.onnx_trees`).
@@ -55,11 +59,21 @@ class CompileOptions:
     seed: int = 0
     force: bool = False
     search_options: dict = field(default_factory=dict)
+    llm_max_calls: int | None = None
+    llm_max_tokens: int | None = None
+    llm_max_seconds: float | None = None
+    llm_temperature: float = 0.1
     trees: str = "c"
 
     def __post_init__(self):
         if self.search not in ("nsr", "none"):
             raise UserError(f"--search must be 'nsr' or 'none', got {self.search!r}")
+        for flag, value in (("--llm-max-calls", self.llm_max_calls), ("--llm-max-tokens", self.llm_max_tokens),
+                            ("--llm-max-seconds", self.llm_max_seconds)):
+            if value is not None and not value > 0:
+                raise UserError(f"{flag} must be positive, got {value!r}")
+        if not 0.0 <= self.llm_temperature <= 2.0:
+            raise UserError(f"--llm-temperature must be between 0 and 2, got {self.llm_temperature!r}")
         if self.trees not in ("c", "onnx"):
             raise UserError(f"--trees must be 'c' or 'onnx', got {self.trees!r}")
 

@@ -47,7 +47,12 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     say(f"splits: train {len(splits['train'])}, valid {len(splits['valid'])}, holdout {len(splits['holdout'])} rows")
     margin = np.asarray(legacy.predict(np.ascontiguousarray(X.to_numpy(), dtype=np.float32), margin=True),
                         dtype=np.float64)
-    proposer = make_proposer(options.llm, record=options.record, seed=options.seed)
+    from .llm.llm_proposer import Budget
+
+    budget = Budget(max_calls=options.llm_max_calls, max_tokens=options.llm_max_tokens,
+                    max_seconds=options.llm_max_seconds)
+    proposer = make_proposer(options.llm, record=options.record, seed=options.seed, budget=budget,
+                             temperature=options.llm_temperature)
     say(f"proposer: {getattr(proposer, 'name', type(proposer).__name__)}")
     workdir = workdir_for(out)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ spec                       proposer
 ``local``                  ``local:qwen0.5b``
 ``local:KEY``              the embedded model KEY (``smollm2``, ``qwen0.5b``,
                            ``qwen1.5b``) or ``local:/path/model.gguf``
+``hf[:KEY]``               the embedded model through transformers (CUDA GPU
+                           when present, else CPU; no grammar)
 ``openai:URL#MODEL``       an OpenAI-compatible endpoint (key from env)
 ``vllm:MODEL``             vLLM in-process (GPU machines)
 ``replay:FILE``            recorded answers, deterministic
@@ -33,6 +35,13 @@ def _local(arg: str, options: dict) -> Backend:
     from .local import DEFAULT_MODEL, LocalBackend
 
     return LocalBackend(arg or DEFAULT_MODEL, **options)
+
+
+def _hf(arg: str, options: dict) -> Backend:
+    from .hf_backend import TransformersBackend
+    from .local import DEFAULT_MODEL
+
+    return TransformersBackend(arg or DEFAULT_MODEL, **options)
 
 
 def _openai(arg: str, options: dict) -> Backend:
@@ -66,6 +75,7 @@ def _replay(arg: str, options: dict) -> Backend:
 #: scheme -> backend factory(argument after the colon, backend options)
 BACKENDS: dict[str, Callable[[str, dict], Backend]] = {
     "local": _local,
+    "hf": _hf,
     "openai": _openai,
     "vllm": _vllm,
     "replay": _replay,
