@@ -286,3 +286,29 @@ def test_split_answer_reports_missing_parts():
         split_answer("just prose")
     with pytest.raises(AnswerError, match="no JSON"):
         split_answer(fn("return 1"))
+
+
+# --------------------------------------------------------------------------- bare feature names
+
+def test_a_bare_feature_name_reads_the_feature_and_says_so():
+    """`isnan(age)` (seen from Qwen 0.5B) can only mean the feature: read it, note the repair."""
+    assert parse("return age * params['w']") == make("mul", Feature("age"), Param("w"))
+    answer = fn("if isnan(age):\n    return params['w']\nreturn 0") + '{"w": {"low": -1, "high": 1}}'
+    parsed = parse_answer(answer, features=FEATURES)
+    assert parsed.notes == ('bare name `age` read as x["age"]',)
+
+
+def test_a_local_variable_shadows_a_feature_name():
+    expr = parse("age = 2\nreturn age * x['income']")
+    assert expr == make("mul", Const(2.0), Feature("income"))
+
+
+@pytest.mark.parametrize("body", ["return salary", "return x", "return debt_ratio"])
+def test_other_bare_names_stay_errors(body):
+    with pytest.raises(AnswerError, match="unknown name|itself is not a number"):
+        parse(body)
+
+
+def test_without_a_feature_list_bare_names_stay_errors():
+    with pytest.raises(AnswerError, match="unknown name `age`"):
+        parse("return age", features=None)

@@ -347,6 +347,7 @@ class _FunctionParser:
         self.paths = 0
         self.x_name = "x"
         self.params_name = "params"
+        self.notes: list[str] = []       # harmless repairs, reported with the answer
 
     # -- errors and node construction
 
@@ -555,6 +556,13 @@ class _FunctionParser:
             self.fail(node, f"`{name}` is a function; call it")
         if name in ("True", "False", "None"):
             self.fail(node, f"`{name}` is not allowed; write a comparison or a number")
+        if self.allowed is not None and name in self.allowed:
+            # small models write a feature's bare name (``isnan(age)``); when it is a declared
+            # feature and no local variable, reading it is the only meaning it can have
+            note = f"bare name `{name}` read as x[\"{name}\"]"
+            if note not in self.notes:
+                self.notes.append(note)
+            return Feature(name)
         self.fail(node, f"unknown name `{name}`: assign it first, or read x[\"...\"] / params[\"...\"]")
 
     # -- expressions
@@ -696,6 +704,9 @@ class _FunctionParser:
 def parse_function(code: str, *, features: Collection[str] | None = None, line_offset: int = 0) -> Expr:
     """Parse the source of ``def f(x, params): ...`` into an expression.
 
+    A bare name that is no local variable but a declared feature reads that feature
+    (:func:`parse_answer` lists the repair in its ``notes``).
+
     Parameters
     ----------
     code : the function's source text.
@@ -707,6 +718,12 @@ def parse_function(code: str, *, features: Collection[str] | None = None, line_o
     AnswerError
         The first construct outside the whitelist, with its line and column.
     """
+    return _parse_function_notes(code, features=features, line_offset=line_offset)[0]
+
+
+def _parse_function_notes(code: str, *, features: Collection[str] | None,
+                          line_offset: int) -> tuple[Expr, list[str]]:
+    """:func:`parse_function`, plus the repairs it made."""
     if len(code) > MAX_SOURCE_CHARS:
         raise AnswerError(f"the function is {len(code)} characters long; the limit is {MAX_SOURCE_CHARS}")
     try:
@@ -716,8 +733,9 @@ def parse_function(code: str, *, features: Collection[str] | None = None, line_o
                           col=exc.offset or 1) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise AnswerError(f"the function cannot be parsed: {type(exc).__name__}") from None
+    parser = _FunctionParser(features, line_offset)
     try:
-        return _FunctionParser(features, line_offset).parse(tree)
+        return parser.parse(tree), parser.notes
     except RecursionError:
         raise AnswerError("the expression is nested too deeply") from None
 
@@ -771,7 +789,7 @@ def parse_answer(
         With a reason suitable as feedback to the LLM.
     """
     code, code_line, space_text, space_line = split_answer(text)
-    expr = parse_function(code, features=features, line_offset=code_line)
+    expr, repairs = _parse_function_notes(code, features=features, line_offset=code_line)
     space, space_text = parse_space(space_text, line_offset=space_line)
     from ..ir import params_of
 
@@ -789,7 +807,8 @@ def parse_answer(
                        f"{', '.join(sorted(frozen_names))}" if frozen_names else "")
         raise AnswerError("parameter(s) used but without a range in the JSON search space: "
                           + ", ".join(repr(p) for p in missing) + frozen_hint)
-    notes = filled + tuple(f"range for unused parameter {p!r} dropped" for p in space if p not in used)
+    notes = tuple(repairs) + filled + tuple(f"range for unused parameter {p!r} dropped" for p in space
+                                            if p not in used)
     space = {p: r for p, r in space.items() if p in used}
     try:
         validate(expr, features=features, params=set(space) | frozen_names, limits=limits)

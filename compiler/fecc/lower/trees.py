@@ -29,8 +29,6 @@ model order, in the leaf type), so batch margins are bit-identical to XGBoost's.
 from __future__ import annotations
 
 import contextlib
-import sys
-
 import ctypes
 import ctypes.util
 import hashlib
@@ -40,6 +38,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -151,7 +150,11 @@ def _native_log_captured():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    # tl2cgen also logs through a Python callback that print()s: catch that text too,
+    # or it reaches stdout after the fds are restored and corrupts the CLI's JSON
+    py_log = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.redirect_stdout(py_log), \
+            contextlib.redirect_stderr(py_log):
         try:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
@@ -159,7 +162,7 @@ def _native_log_captured():
                 yield
             except Exception as exc:
                 sink.seek(0)
-                log = sink.read().decode("utf-8", "replace").strip()
+                log = (sink.read().decode("utf-8", "replace") + py_log.getvalue()).strip()
                 if log and exc.args and isinstance(exc.args[0], str):
                     exc.args = (f"{exc.args[0]} [treelite/tl2cgen said: {log[-500:]}]", *exc.args[1:])
                 raise
