@@ -115,3 +115,28 @@ def test_splits_are_deterministic_disjoint_stratified():
     assert y[s1["holdout"]].mean() == pytest.approx(0.2)
     with pytest.raises(UserError, match="at least 30"):
         make_splits(np.zeros(10), task="regression", seed=0)
+
+
+def test_compile_time_and_runtime_code_categories_by_one_rule():
+    """Exact value first, then its string form (a CSV's 1 finds a stored "1"); unseen and
+    missing values are NaN; the compiler's codes are the runtime's, value for value."""
+    import math
+
+    from fecc.frontend.table import _category_codes
+    from fecc_runtime.bundle import category_code, category_lookup
+    from fecc_runtime.errors import BundleError
+
+    stored = ("1", "a", 2, "2")
+    lookup = category_lookup(stored)
+    expect = {"1": 0, 1: 0, "a": 1, 2: 2, 2.0: 2, "2": 3, "zz": None, None: None, float("nan"): None, 7: None}
+    for value, code in expect.items():
+        got = category_code(lookup, value)
+        assert (math.isnan(got) if code is None else got == code), (value, got)
+    with pytest.raises(BundleError, match="takes a category value, got list"):
+        category_code(lookup, [1], "c")
+    col = pd.Series(["1", 1, "a", 2, "2", "zz", None, float("nan"), 7], name="c", dtype=object)
+    notes: list[str] = []
+    codes, cats = _category_codes(col, stored, notes)
+    runtime = [category_code(lookup, v) for v in col]
+    assert np.array_equal(codes.to_numpy(), np.array(runtime), equal_nan=True)
+    assert cats == list(stored) and any("not seen in training" in n for n in notes)

@@ -88,7 +88,7 @@ class Bundle:
         self.feature_names: tuple[str, ...] = tuple(f["name"] for f in manifest["features"])
         self._index = {n: i for i, n in enumerate(self.feature_names)}
         self._categories = {
-            f["name"]: {c: i for i, c in enumerate(f["categories"])}
+            f["name"]: category_lookup(f["categories"])
             for f in manifest["features"] if f.get("categories") is not None
         }
         self.link = self.task["link"]
@@ -196,7 +196,7 @@ class Bundle:
     def _scalar(self, name: str, v) -> float:
         cats = self._categories.get(name)
         if cats is not None:
-            return float(cats.get(v, math.nan)) if v is not None else math.nan
+            return category_code(cats, v, name)
         if v is None:
             return math.nan
         try:
@@ -257,6 +257,32 @@ class Bundle:
     def __repr__(self):
         kind = "legacy + experts" if self.uses_experts else "legacy only"
         return f"<fecc bundle {self.path} ({kind}, {len(self.feature_names)} features, {self.task['kind']})>"
+
+
+def category_lookup(categories) -> dict:
+    """Category value -> code for one feature: each stored value, then its string form.
+
+    The string form lets a CSV's ``1`` find a model's stored ``"1"``; an exact value
+    always wins.  The compiler (``fecc.frontend.table``) codes training data with this
+    same rule, so what the search saw is what the bundle serves.
+    """
+    lookup = {c: i for i, c in enumerate(categories)}
+    for i, c in enumerate(categories):
+        lookup.setdefault(str(c), i)
+    return lookup
+
+
+def category_code(lookup: dict, value, name: str = "?") -> float:
+    """The code of ``value`` (float), NaN when missing (None/NaN) or never seen in training."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return math.nan
+    try:
+        code = lookup.get(value)
+        if code is None:
+            code = lookup.get(str(value))
+    except TypeError:  # unhashable: a list, a dict ...
+        raise BundleError(f"feature {name!r} takes a category value, got {type(value).__name__}") from None
+    return math.nan if code is None else float(code)
 
 
 def _read_manifest(path: Path) -> dict:

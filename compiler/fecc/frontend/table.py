@@ -13,6 +13,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from fecc_runtime.bundle import category_code, category_lookup
+from fecc_runtime.errors import BundleError
+
 from ..errors import UserError
 
 #: Column names tried, in order, when no ``--target`` is given.
@@ -138,10 +141,13 @@ def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> t
     """
     name = col.name
     if stored is not None:
-        lookup = {v: i for i, v in enumerate(stored)}
-        lookup.update({str(v): i for i, v in enumerate(stored)})
+        # the runtime's rule (exact value, then its string form), so served codes match these
+        lookup = category_lookup(stored)
         values = col.astype(object)
-        codes = values.map(lambda v: lookup.get(v, lookup.get(str(v), np.nan)) if not pd.isna(v) else np.nan)
+        try:
+            codes = values.map(lambda v: category_code(lookup, v, str(name)) if not _isna(v) else np.nan)
+        except BundleError as exc:
+            raise UserError(str(exc)) from None
         unseen = int((codes.isna() & values.notna()).sum())
         if unseen:
             notes.append(f"categorical feature {name!r}: {unseen} value(s) not seen in training score as missing")
@@ -157,6 +163,14 @@ def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> t
         f"categorical feature {name!r} holds {col.dtype} values but the model stored no category list; "
         "pass integer codes or a pandas category column in the training order"
     )
+
+
+def _isna(v) -> bool:
+    """Scalar missing test that never raises (``pd.isna`` of a list is an array)."""
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _plain(v):
