@@ -89,3 +89,18 @@ def test_cli_scores_an_ensemble_bundle(bundle, planted_files, tmp_path):
     res = CliRunner().invoke(main, ["score", str(out), str(planted_files / "new.parquet"), "-o", str(tmp_path / "s.csv")])
     assert res.exit_code == 0, res.stderr
     assert "legacy + experts" in res.stderr
+
+
+def test_cli_inspect_shows_the_proposer_and_each_experts_rule(bundle):
+    from click.testing import CliRunner
+
+    from fecc.cli import main
+
+    out, _ = bundle
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["search"]["proposer"] == {"name": "grammar"}
+    res = CliRunner().invoke(main, ["inspect", str(out)])
+    assert res.exit_code == 0, res.stderr
+    assert "proposer:  grammar" in res.stdout
+    for e in m["experts"]:
+        assert f"{e['name']}: if {e['region']['rule']}: margin += {e['correction']['math']}" in res.stdout

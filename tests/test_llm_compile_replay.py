@@ -48,6 +48,9 @@ def test_a_replayed_compile_is_byte_identical_and_reports_llm_usage(files, tmp_p
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     chains = manifest["search"]["chains"]
     assert len(chains) == 1 and chains[0]["proposals"] == 2
+    proposer = manifest["search"]["proposer"]
+    assert proposer["name"] == "llm:replay:small.jsonl"
+    assert proposer["usage"]["calls"] == llm["calls"] and "seconds" not in proposer["usage"]
 
 
 def test_the_llm_call_budget_stops_the_search(files, tmp_path):

@@ -136,8 +136,17 @@ def inspect_cmd(bundle):
         click.echo(f"  objective: {m['task']['objective']} (link {m['task']['link']})")
         click.echo(f"  legacy:    {m['inputs']['model']['file']} sha256 {m['inputs']['model']['sha256'][:16]}…")
         click.echo(f"  gate:      {m['gate']['decision']} — {m['gate'].get('reason', '')}")
+        search = m.get("search") or {}
+        if search.get("proposer"):
+            p = search["proposer"]
+            used = p.get("usage") or {}
+            counts = (f" ({used['calls']} LLM calls, {used.get('accepted', 0)}/{used.get('proposals', 0)} "
+                      "proposals usable)") if "calls" in used else ""
+            click.echo(f"  proposer:  {p['name']}{counts}")
         for e in m.get("experts", []):
-            click.echo(f"  {e['name']}: if {e.get('region_rule', '?')}: {e.get('math', e.get('postfix', ''))}")
+            region = (e.get("region") or {}).get("rule", "?")
+            correction = (e.get("correction") or {}).get("math", "")
+            click.echo(f"  {e['name']}: if {region}: margin += {correction}")
         click.echo(f"  verified:  {len(m['files'])} files, {m['parity']['rows']} parity rows")
 
     _run(go)

@@ -74,9 +74,12 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     summary = {"experts": len(result.experts) if result.shipped else 0,
                "holdout": slots["gate"].get("holdout"), "archive": str(result.archive_path)}
     usage = getattr(proposer, "usage", None)
+    # who proposed the experts, for auditors; counts only (wall times would break determinism)
+    slots["search"]["proposer"] = {"name": getattr(proposer, "name", type(proposer).__name__)}
     if usage is not None and hasattr(usage, "as_dict"):
         summary["llm"] = usage.as_dict()
         u = summary["llm"]
+        slots["search"]["proposer"]["usage"] = {k: v for k, v in u.items() if k != "seconds"}
         say(f"LLM usage: {u['calls']} calls, {u['prompt_tokens']}+{u['completion_tokens']} tokens, "
             f"{u['seconds']:.1f} s, {u['accepted']}/{u['proposals']} proposals usable")
     if result.archive_path is not None:
