@@ -133,6 +133,48 @@ def test_ifelse_batch_engine_agrees(model):
     np.testing.assert_allclose(ens.predict(model["X"]), blocked.predict(model["X"]), rtol=0, atol=1e-6)
 
 
+def test_one_row_scores_exactly_like_a_batch(model):
+    """The array row engine takes the batch's steps and additions: identical margins;
+    tl2cgen's if/else code (the other row engine) agrees to 1e-6."""
+    X = model["X"][:300]
+    assert model["entry"]["row_engine"] == "array"
+    ens = TreeEnsemble(model["bundle"], model["entry"])
+    batch = ens.predict(X, margin=True)
+    np.testing.assert_array_equal([ens.predict_row(x, margin=True) for x in X], batch)
+    np.testing.assert_array_equal([ens.predict_row(x) for x in X], ens.predict(X))
+    ifelse = TreeEnsemble(model["bundle"], {**model["entry"], "row_engine": "ifelse"})
+    np.testing.assert_allclose([ifelse.predict_row(x, margin=True) for x in X], batch, rtol=1e-6, atol=1e-6)
+    # float64 rows are rounded to float32 in C exactly as numpy rounds a batch
+    X64 = X.astype(np.float64) * (1 + 1e-9)
+    for e in (ens, ifelse):
+        np.testing.assert_array_equal([e.predict_row(x, margin=True) for x in X64],
+                                      [e.predict_row(x, margin=True) for x in X64.astype(np.float32)])
+    np.testing.assert_array_equal([ens.predict_row(x, margin=True) for x in X64], ens.predict(X64, margin=True))
+
+
+def test_row_engine_rule():
+    """The array walk unless it would take over ROW_IFELSE_STEPS times the steps of
+    the if/else code: trees whose rows nearly all stop at shallow leaves, with a
+    long, rarely taken chain."""
+    def forest(depth: int, chain_weight: float) -> dict:
+        # 16 trees, each a chain numbered breadth-first: inner node 2k has the leaf
+        # 2k + 1 on its left and the next inner node (or the last leaf) on its right
+        n = 2 * depth + 1
+        left = np.arange(n, dtype=np.int64)  # a leaf's "left child" is itself
+        inner = 2 * np.arange(depth)
+        left[inner] = inner + 1
+        nodes = lower_mod._pack_nodes(np.where(left == np.arange(n), np.nan, 0.5), np.zeros(n, np.int64), left,
+                                      np.zeros(n, np.int64), 1, "float32", "left", Path("m"))
+        weight = np.full(n, chain_weight)
+        weight[1] = 1.0  # the first leaf, one step down
+        k = 16
+        return {"arrays": {"nodes": np.concatenate([nodes] * k), "tree_root": np.arange(k, dtype=np.int32) * n,
+                           "tree_depth": np.full(k, depth, dtype=np.int32)},
+                "node_weight": np.concatenate([weight] * k), "num_feature": 1, "cmp": "<"}
+    assert lower_mod._row_engine(forest(10, 1.0)) == "array"  # rows spread over the chain
+    assert lower_mod._row_engine(forest(30, 1e-3)) == "ifelse"  # nearly all stop after one step
+
+
 def test_inputs_are_checked_and_converted(model):
     ens = TreeEnsemble(model["bundle"], model["entry"])
     X = model["X"][:20]

@@ -6,8 +6,9 @@ module with :func:`fecc.lower.lower_trees` and loaded with the runtime's
 thresholds, the float32 just below/above them, NaN, +-inf, +-1e38, 0 and -0.0.
 
 * batch (array engine) margins must equal ``xgboost.Booster.inplace_predict`` bit for
-  bit: same path, same float32 additions in the same order;
-* the single-row path (tl2cgen's code) takes the same path but adds leaves through
+  bit: same path, same float32 additions in the same order; so must single rows
+  through the node arrays (``row_engine="array"``, the same steps and additions);
+* tl2cgen's code (``row_engine="ifelse"``) takes the same path but adds leaves through
   double literals with the base score last, so its margins may differ in the last
   float32 bits: compared to 1e-6 relative;
 * transformed outputs (sigmoid, softmax) within 1e-6 absolute.
@@ -51,8 +52,13 @@ def _compiled(tmp_path_factory, name: str, params: dict, rounds: int, y_fn=None)
     path, booster = _train(tmp, params, X, y, rounds, name)
     entry = lower_trees(path, tmp / "bundle", name="legacy")
     ens = TreeEnsemble(tmp / "bundle", entry)
-    return {"booster": booster, "entry": entry, "ens": ens,
+    return {"booster": booster, "entry": entry, "ens": ens, "ifelse": _ifelse(tmp / "bundle", entry),
             "thresholds": thresholds_by_feature(path, N_FEATURE)}
+
+
+def _ifelse(bundle: Path, entry: dict) -> TreeEnsemble:
+    """The same library with single rows through tl2cgen's code."""
+    return TreeEnsemble(bundle, {**entry, "row_engine": "ifelse"})
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +101,7 @@ def categorical(tmp_path_factory):
     entry = lower_trees(path, tmp / "bundle", name="legacy")
     X = np.column_stack([df["x"], code, df["d"].cat.codes]).astype(np.float32)
     return {"booster": xgb.Booster(model_file=str(path)), "entry": entry, "ens": TreeEnsemble(tmp / "bundle", entry),
-            "X": X, "df": df, "letters": letters}
+            "ifelse": _ifelse(tmp / "bundle", entry), "X": X, "df": df, "letters": letters}
 
 
 def _ref(booster, X, margin: bool) -> np.ndarray:
@@ -103,16 +109,23 @@ def _ref(booster, X, margin: bool) -> np.ndarray:
 
 
 def _check_all(m, X: np.ndarray) -> None:
-    """Batch margins exact, single-row margins to 1e-6 relative, outputs to 1e-6."""
+    """Batch and array single-row margins exact, if/else single-row margins to 1e-6
+    relative, outputs to 1e-6."""
     booster, ens = m["booster"], m["ens"]
+    assert ens.row_engine == "array"
     want_margin = _ref(booster, X, True).astype(np.float64).reshape(len(X), -1)
     want_out = _ref(booster, X, False).astype(np.float64).reshape(len(X), -1)
     got_margin = ens.predict(X, margin=True).reshape(len(X), -1)
     np.testing.assert_array_equal(got_margin, want_margin)
     np.testing.assert_allclose(ens.predict(X).reshape(len(X), -1), want_out, rtol=0, atol=1e-6)
     rows_margin = np.stack([np.atleast_1d(ens.predict_row(x, margin=True)) for x in X])
-    np.testing.assert_allclose(rows_margin, want_margin, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(rows_margin, want_margin)
     rows_out = np.stack([np.atleast_1d(ens.predict_row(x)) for x in X])
+    np.testing.assert_allclose(rows_out, want_out, rtol=0, atol=1e-6)
+    ifelse = m["ifelse"]
+    rows_margin = np.stack([np.atleast_1d(ifelse.predict_row(x, margin=True)) for x in X])
+    np.testing.assert_allclose(rows_margin, want_margin, rtol=1e-6, atol=1e-6)
+    rows_out = np.stack([np.atleast_1d(ifelse.predict_row(x)) for x in X])
     np.testing.assert_allclose(rows_out, want_out, rtol=0, atol=1e-6)
 
 
@@ -206,6 +219,7 @@ def lightgbm_model(tmp_path_factory):
             thr[node["split_feature"]].append(node["threshold"])
             stack += [node["left_child"], node["right_child"]]
     return {"booster": booster, "entry": entry, "ens": TreeEnsemble(tmp / "bundle", entry),
+            "ifelse": _ifelse(tmp / "bundle", entry),
             "thresholds": [np.unique(np.asarray(t, dtype=np.float32)) for t in thr]}
 
 
@@ -213,6 +227,7 @@ def test_lightgbm_float32_rows_match(lightgbm_model):
     """float32 rows (widened exactly to float64, as LightGBM does) on/next to thresholds."""
     m = lightgbm_model
     assert m["entry"]["threshold_type"] == "float64"
+    assert m["entry"]["block_rows"] == 32  # leaf-wise trees: the "uneven" batch shape, passes stop early
     X = np.vstack([edge_matrix(m["thresholds"], 1000, seed=5),
                    np.repeat(SPECIAL[:, None], N_FEATURE, axis=1)]).astype(np.float32)
     X64 = X.astype(np.float64)
@@ -220,4 +235,33 @@ def test_lightgbm_float32_rows_match(lightgbm_model):
     np.testing.assert_allclose(m["ens"].predict(X, margin=True), want_margin, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(m["ens"].predict(X), m["booster"].predict(X64), rtol=0, atol=1e-6)
     rows = np.array([m["ens"].predict_row(x, margin=True) for x in X])
+    np.testing.assert_array_equal(rows, m["ens"].predict(X, margin=True))
+    rows = np.array([m["ifelse"].predict_row(x, margin=True) for x in X])
     np.testing.assert_allclose(rows, want_margin, rtol=1e-9, atol=1e-9)
+
+
+def test_lightgbm_missing_value_splits_match(tmp_path):
+    """LightGBM's "<= +inf" splits (present values left, NaN to its default side) with
+    NaN folding in the engine: batch and single rows equal LightGBM's margins."""
+    lgb = pytest.importorskip("lightgbm")
+    X, y = make_xy(3000, N_FEATURE, seed=4)
+    rng = np.random.default_rng(0)
+    X[:, 5] = np.where(rng.random(len(X)) < 0.3, np.nan, 2.0)  # only missingness to split on
+    y = (y > 0.5) ^ np.isnan(X[:, 5])
+    booster = lgb.train({"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 0,
+                         "deterministic": True, "num_threads": 1},
+                        lgb.Dataset(X, y.astype(np.float32)), num_boost_round=20)
+    path = tmp_path / "model.txt"
+    booster.save_model(str(path))
+    assert "inf" in " ".join(line for line in path.read_text().splitlines() if line.startswith("threshold="))
+    entry = lower_trees(path, tmp_path / "bundle", name="legacy", model_format="lightgbm")
+    assert "FECC_SLOT0" in (tmp_path / "bundle/trees/legacy_engine.c").read_text()  # NaN folded
+    ens = TreeEnsemble(tmp_path / "bundle", entry)
+    X = np.vstack([X[:500], np.repeat(SPECIAL[:, None], N_FEATURE, axis=1)])
+    X[500:, 5] = SPECIAL  # every special value on the missing-value split
+    want = lgb.Booster(model_file=str(path)).predict(X.astype(np.float64), raw_score=True)
+    np.testing.assert_allclose(ens.predict(X, margin=True), want, rtol=1e-12, atol=1e-12)
+    rows = np.array([ens.predict_row(x, margin=True) for x in X])
+    np.testing.assert_array_equal(rows, ens.predict(X, margin=True))
+    ifelse = TreeEnsemble(tmp_path / "bundle", {**entry, "row_engine": "ifelse"})
+    np.testing.assert_allclose([ifelse.predict_row(x, margin=True) for x in X], want, rtol=1e-9, atol=1e-9)

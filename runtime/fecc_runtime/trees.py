@@ -6,23 +6,29 @@ returned and never guesses anything the entry does not say.
 
 Two paths into the same library:
 
-* :meth:`TreeEnsemble.predict_row` -- one row through tl2cgen's if/else code
-  (``fecc_predict_row``), a few microseconds.
+* :meth:`TreeEnsemble.predict_row` -- one row, a few microseconds, through the entry
+  point the manifest's ``row_engine`` names: ``"array"`` walks the node arrays a few
+  trees at a time (``fecc_predict_one``, the same steps and additions as a batch),
+  ``"ifelse"`` runs tl2cgen's if/else code (``fecc_predict_row``).  The row is copied
+  into a buffer allocated once, and the C function is called with pointers computed
+  once: per call, Python does one copy and one ctypes call.
 * :meth:`TreeEnsemble.predict` -- many rows through the array engine
   (``fecc_predict_batch``), split over threads.  ctypes releases the GIL during the
   call, so plain Python threads run the C code in parallel and the library needs no
   OpenMP/pthreads of its own (nothing to be missing on a scoring server).
 
-Both return float64 arrays; the values are computed in the model's leaf type
-(float32 for XGBoost, exactly like XGBoost; float64 for LightGBM) and then widened,
-which is exact.  Batch margins equal XGBoost's bit for bit; the single-row path
-adds the same leaves through tl2cgen's code, whose literals and base-score order can
-differ from XGBoost's in the last float32 bit (never in the path taken).
+Both return float64 values; they are computed in the model's leaf type (float32 for
+XGBoost, exactly like XGBoost; float64 for LightGBM) and then widened, which is
+exact.  Batch margins and ``"array"`` single-row margins equal XGBoost's bit for bit;
+tl2cgen's code adds the same leaves through double literals with the base score
+last, which can differ from XGBoost's in the last float32 bit (never in the path
+taken).
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,7 +38,7 @@ import numpy as np
 
 __all__ = ["TreeEnsemble", "TreeEngineError"]
 
-_ENGINE_ABI = 2
+_ENGINE_ABI = 3
 
 
 class TreeEngineError(RuntimeError):
@@ -43,7 +49,8 @@ def _node_dtype(threshold_type: str) -> np.dtype:
     # Must match fecc_node_t in templates/c/engine.c.j2 (checked against the
     # library's own sizeof at load time).
     # meta, from bit 0: default left, the feature index (node_feat_bits bits),
-    # categorical, listed categories go right, then the offset to the left child.
+    # categorical, listed categories go right, then the offset to the child that the
+    # entry's node_child names (children are adjacent: right = left + 1).
     fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"), ("meta", "<u4")]
     if threshold_type == "float64":
         fields.append(("pad", "<u4"))
@@ -90,6 +97,9 @@ class TreeEnsemble:
         self.block_rows = int(entry["block_rows"])
         if int(entry.get("engine_abi", -1)) != _ENGINE_ABI:
             raise TreeEngineError(f"{self.name}: engine ABI {entry.get('engine_abi')} != {_ENGINE_ABI}")
+        self.row_engine = entry.get("row_engine")
+        if self.row_engine not in ("array", "ifelse"):
+            raise TreeEngineError(f"{self.name}: unknown row_engine {self.row_engine!r}")
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.n_threads = max(1, int(n_threads))
@@ -115,9 +125,6 @@ class TreeEnsemble:
         if got != (_ENGINE_ABI, self.num_feature, self.num_class):
             raise TreeEngineError(f"{self.name}: library says (abi, features, classes) = {got}, "
                                   f"manifest says {(_ENGINE_ABI, self.num_feature, self.num_class)}")
-        self._row = lib.fecc_predict_row
-        self._row.restype = None
-        self._row.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p]
         self._batch = lib.fecc_predict_batch
         self._batch.restype = None
         self._batch.argtypes = [ctypes.POINTER(_Forest), ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p]
@@ -154,11 +161,18 @@ class TreeEnsemble:
         offset = meta >> (3 + feat_bits)
         is_cat = ((meta >> (feat_bits + 1)) & 1) != 0
         ids = np.arange(n_node, dtype=np.int64)
-        # a node with offset 0 must be a leaf (NaN threshold, missing goes left, numerical)
-        # so that it stays on itself; every other node's two children must exist
+        # a node with offset 0 must be a leaf (numerical, NaN threshold, and the
+        # default direction the engine's step takes for NaN: left when offsets point to
+        # left children) so that it stays on itself; every other node's two children
+        # must exist
+        child = entry.get("node_child")
+        if child not in ("left", "right"):
+            raise TreeEngineError(f"{self.name}: unknown node_child {child!r}")
         stays = offset == 0
-        leaf_ok = ((meta[stays] & 1) == 1).all() and not is_cat[stays].any() and np.isnan(a["nodes"]["thr"][stays]).all()
-        if n_node and (not leaf_ok or (ids + offset + 1)[~stays].max(initial=0) >= n_node
+        leaf_ok = (((meta[stays] & 1) == (child == "left")).all() and not is_cat[stays].any()
+                   and np.isnan(a["nodes"]["thr"][stays]).all())
+        last_child = ids + offset + (child == "left")
+        if n_node and (not leaf_ok or last_child[~stays].max(initial=0) >= n_node
                        or feat.max() >= self.num_feature
                        or a["tree_root"].min() < 0 or a["tree_root"].max() >= n_node
                        or a["tree_class"].min() < 0 or a["tree_class"].max() >= self.num_class):
@@ -172,8 +186,27 @@ class TreeEnsemble:
             n_tree,
         )
         self._forest_ref = ctypes.byref(self._forest)
-        self._row_out = np.zeros(self.num_class, dtype=self._acc_dtype)
-        self._row_out_ptr = self._row_out.ctypes.data
+        # Single row: one input and one output buffer, and the arguments of the C call
+        # (for margin, for transformed output) as ctypes objects, built once.  The
+        # function objects come from lib[...] (fresh ones, without argtypes): ctypes then
+        # passes the prepared objects as they are, the cheapest call it has.
+        #   fecc_predict_one(const fecc_forest_t*, const double* x, int32_t margin, acc* out)
+        #   fecc_predict_row(const double* x, int32_t margin, acc* out)
+        self._row_in = np.zeros(self.num_feature, dtype=np.float64)
+        self._row_pack = struct.Struct("=" + "d" * self.num_feature).pack_into
+        acc = ctypes.c_float if self._acc_dtype == np.float32 else ctypes.c_double
+        self._row_out = (acc * self.num_class)()
+        self._row_out_np = np.frombuffer(self._row_out, dtype=self._acc_dtype)
+        x_ptr = ctypes.c_void_p(self._row_in.ctypes.data)
+        out_ptr = ctypes.c_void_p(ctypes.addressof(self._row_out))
+        if self.row_engine == "array":
+            self._row_fn = lib["fecc_predict_one"]
+            self._row_args = ((self._forest_ref, x_ptr, 1, out_ptr), (self._forest_ref, x_ptr, 0, out_ptr))
+        else:
+            self._row_fn = lib["fecc_predict_row"]
+            self._row_args = ((x_ptr, 1, out_ptr), (x_ptr, 0, out_ptr))
+        self._row_fn.restype = None
+        self._row_shape = (self.num_feature,)
         self._row_lock = threading.Lock()
 
     # ------------------------------------------------------------------ batch
@@ -239,13 +272,14 @@ class TreeEnsemble:
     # ------------------------------------------------------------- single row
 
     def predict_row(self, x: np.ndarray, *, margin: bool = False) -> float | np.ndarray:
-        """Score one row through tl2cgen's if/else code (the low-latency path).
+        """Score one row (the low-latency path; ``row_engine`` picks the C code).
 
         Parameters
         ----------
-        x : numpy.ndarray
-            ``(num_feature,)`` features in the entry's ``feature_type`` (anything else
-            is converted); NaN = missing.
+        x : numpy.ndarray, tuple or list
+            ``num_feature`` numbers (any numeric dtype; in a sequence, None is missing
+            too); NaN = missing.  Values are rounded to the entry's ``feature_type`` as
+            numpy's ``astype`` would (float32 for XGBoost).
         margin : bool
             Return the margin instead of the transformed output.
 
@@ -254,15 +288,28 @@ class TreeEnsemble:
         float or numpy.ndarray
             A Python float for one output column, else a float64 array ``(num_class,)``.
         """
-        if x.dtype != self._feat_dtype or not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x, dtype=self._feat_dtype)
-        if x.shape != (self.num_feature,):
-            raise ValueError(f"{self.name}: expected x of shape ({self.num_feature},), got {x.shape}")
-        with self._row_lock:  # one shared output buffer: no allocation per call
-            self._row(x.ctypes.data, 1 if margin else 0, self._row_out_ptr)
+        with self._row_lock:  # one shared input and output buffer: no allocation per call
+            if type(x) is np.ndarray and x.shape == self._row_shape:
+                self._row_in[:] = x
+            else:
+                self._load_row(x)
+            self._row_fn(*self._row_args[not margin])
             if self.num_class == 1:
-                return float(self._row_out[0])
-            return self._row_out.astype(np.float64)
+                return self._row_out[0]
+            return self._row_out_np.astype(np.float64)
+
+    def _load_row(self, x: Any) -> None:
+        """Copy a row that is not a ``(num_feature,)`` array into the input buffer."""
+        if isinstance(x, (tuple, list)):
+            try:  # floats and ints: one struct pack, no array
+                self._row_pack(self._row_in, 0, *x)
+                return
+            except (struct.error, TypeError):
+                pass
+        arr = np.asarray(x, dtype=np.float64)  # None -> NaN, numeric strings, ...
+        if arr.shape != self._row_shape:
+            raise ValueError(f"{self.name}: expected x of shape ({self.num_feature},), got {arr.shape}")
+        self._row_in[:] = arr
 
     def close(self) -> None:
         """Stop the worker threads (the library stays loaded until the process ends)."""

@@ -10,21 +10,27 @@ What ends up in the bundle, under ``out_dir/trees/``:
     model's own float32 (XGBoost) or float64 (LightGBM) comparison.
 ``{name}_engine.c``
     fecc's glue (rendered from ``templates/c/engine.c.j2``): a single-row entry point that
-    wraps tl2cgen's ``predict`` (NaN -> missing, output zeroed, postprocess), and an
-    array-based batch engine that walks the node arrays for blocks of rows, tree by tree.
+    wraps tl2cgen's ``predict`` (NaN -> missing, output zeroed, postprocess), and the
+    array engine that walks the node arrays: for blocks of rows level by level
+    (batch), and for one row a few trees at a time (``fecc_predict_one``).
 ``{name}.npz``
-    The flattened node arrays the batch engine walks (written byte-for-byte
+    The flattened node arrays the array engine walks (written byte-for-byte
     deterministically).
 ``{name}.so``
     Both C files compiled with gcc and fixed flags in a scratch directory, so the same
     model gives the same bytes.
 
-Why two engines: tl2cgen's branchy code is the fastest thing there is for one row, but
-on large ensembles it falls out of the instruction cache and loses to XGBoost in batch
-(DESIGN.md measured 3.5x).  The array engine is data-driven, so its code size does not
-grow with the model, and it walks a block of rows level by level so the row walks
-overlap.  Its leaves accumulate in XGBoost's order (base score first, then trees in
-model order, in the leaf type), so batch margins are bit-identical to XGBoost's.
+Why two engines: tl2cgen's branchy code falls out of the instruction cache on large
+ensembles and loses to XGBoost in batch (DESIGN.md measured 3.5x), and even for one
+row its data-dependent branches mispredict: over distinct rows, one row through the
+node arrays was 1.2x (10 trees) to 6x (500 trees of depth 8) faster.  The array
+engine is data-driven, so its code size does not grow with the model; its walks
+are branch-free and independent, so they overlap in the CPU.  Its leaves accumulate
+in XGBoost's order (base score first, then trees in model order, in the leaf type),
+so batch and single-row margins are bit-identical to XGBoost's.  Which code scores
+one row is chosen per model by a rule (:func:`_row_engine`) and recorded in the
+manifest entry (``row_engine``); the batch walk's shape too follows the trees'
+shape (:func:`_batch_shape`; its block size is the entry's ``block_rows``).
 """
 from __future__ import annotations
 
@@ -67,10 +73,27 @@ CC = "gcc"
 #: Trees per tl2cgen translation unit.
 TREES_PER_UNIT = 25
 
-#: Rows per block in the batch engine (tuned on the benchmark models, see benchmarks/).
-BLOCK_ROWS = 64
-#: Trees walked together per pass over a block (their leaves are still added in order).
-TREE_GROUP = 8
+#: Version of the C interface between the library and ``fecc_runtime.trees`` (entry
+#: points, node layout); the template's ``fecc_abi_version`` returns the same number.
+ENGINE_ABI = 3
+
+#: How the batch engine walks a block of rows, per shape of the trees (see
+#: :func:`_batch_shape`; measured in benchmarks/README.md): rows per block, trees
+#: walked together per pass over it (their leaves are still added in model order),
+#: and whether a pass stops as soon as every walk of the block stands on a leaf.
+BATCH_SHAPES = {
+    "even": {"block_rows": 64, "tree_group": 8, "stop_early": False},
+    "uneven": {"block_rows": 32, "tree_group": 4, "stop_early": True},
+}
+#: Trees are "uneven" (LightGBM's leaf-wise trees) when the leaf a row reaches is on
+#: average less deep than this fraction of the tree's depth, over the whole model.
+UNEVEN_DEPTH = 0.8
+#: Trees walked together for one row (``fecc_predict_one``).
+ROW_GROUP = 8
+#: One row goes through tl2cgen's if/else code instead of the node arrays when the
+#: array walk may take more than this many times the steps the if/else code takes
+#: (see :func:`_row_engine`).
+ROW_IFELSE_STEPS = 3.0
 
 #: Models with fewer nodes than this would score batches through tl2cgen's if/else
 #: code (``batch_engine="ifelse"``).  0: never -- on the benchmark's small model
@@ -83,19 +106,31 @@ IFELSE_MAX_NODES = 0
 # treelite's enums (treelite/enum/operator.h, tree_node_type.h)
 _CMP = {2: "<", 3: "<=", 4: ">", 5: ">="}
 _NUMERICAL, _CATEGORICAL = 1, 2
-# For each comparison "go left when x OP thr": the C expression that is 1 when a
-# present (non-NaN) value goes right.  For NaN every comparison is false, and the
-# default direction is or-ed in by the engine.
-_RIGHT_EXPR = {"<": "fv_ >= nd_->thr", "<=": "fv_ > nd_->thr", ">": "fv_ <= nd_->thr", ">=": "fv_ < nd_->thr"}
+# How the engine steps for each split comparison "go left when x OP thr" (see
+# FECC_STEP in the template).  The step evaluates a non-strict comparison ("expr"),
+# which gcc compiles to one flag-consuming add; it is false for NaN, so NaN and a
+# leaf's NaN threshold take the "stay" way.  Hence the node's offset points to the
+# child that a false comparison leads to ("child": left under "<", since x >= thr
+# means right), a leaf has offset 0, and its default-left bit is the one under
+# which a NaN feature also stays.  NaN folding (slot 0: missing goes right, slot 1:
+# missing goes left) keeps the raw value in the slot whose default is the way NaN
+# already goes, and an infinity that goes the other way against every threshold in
+# the other slot.
+_STEP = {
+    "<": {"child": "left", "expr": "fv_ >= nd_->thr", "sign": "+",
+          "slot0": "isnan(v) ? INFINITY : (v)", "slot1": "(v)"},
+    ">": {"child": "left", "expr": "fv_ <= nd_->thr", "sign": "+",
+          "slot0": "isnan(v) ? -INFINITY : (v)", "slot1": "(v)"},
+    "<=": {"child": "right", "expr": "fv_ <= nd_->thr", "sign": "-",
+           "slot0": "(v)", "slot1": "isnan(v) ? -INFINITY : (v)"},
+    ">=": {"child": "right", "expr": "fv_ >= nd_->thr", "sign": "-",
+           "slot0": "(v)", "slot1": "isnan(v) ? INFINITY : (v)"},
+}
 _SUPPORTED_POSTPROCESS = (
     "identity", "identity_multiclass", "sigmoid", "multiclass_ova", "exponential",
     "logarithm_one_plus_exp", "softmax",
 )
 _INFO_DEFAULT_LEFT, _INFO_CATEGORICAL, _INFO_CATS_GO_RIGHT = 1, 2, 4
-# Per comparison: the value a missing feature is replaced with so that it goes
-# right / left (NaN folding, see the engine template).
-_NAN_RIGHT = {"<": "INFINITY", "<=": "INFINITY", ">": "-INFINITY", ">=": "-INFINITY"}
-_NAN_LEFT = {"<": "-INFINITY", "<=": "-INFINITY", ">": "INFINITY", ">=": "INFINITY"}
 #: NaN folding stores each block of features twice on the stack; above this many
 #: bytes the engine tests NaN per step instead.
 NAN_FOLD_MAX_BYTES = 64 * 1024
@@ -106,7 +141,9 @@ def node_dtype(threshold_type: str) -> np.dtype:
 
     ``meta`` packs, from bit 0: default-left (1 bit), the feature index (``feat_bits``
     bits, see :func:`feat_bits`), categorical (1 bit), listed-categories-go-right
-    (1 bit), and above that the offset from the node to its left child (0 for a leaf).
+    (1 bit), and above that the offset from the node to one of its adjacent children,
+    the left one for strict comparisons and the right one otherwise (the entry's
+    ``node_child``), 0 for a leaf.
     """
     fields = [("thr", "<f4" if threshold_type == "float32" else "<f8"), ("meta", "<u4")]
     if threshold_type == "float64":
@@ -120,10 +157,13 @@ def feat_bits(num_feature: int) -> int:
 
 
 def _pack_nodes(thr: np.ndarray, feat: np.ndarray, left: np.ndarray, info: np.ndarray,
-                num_feature: int, threshold_type: str, model_path: Path) -> np.ndarray:
-    """Pack per-node fields (``left`` global) into :func:`node_dtype` records."""
+                num_feature: int, threshold_type: str, child: str, model_path: Path) -> np.ndarray:
+    """Pack per-node fields (``left`` global; a leaf's is itself) into :func:`node_dtype`
+    records, with offsets to the ``child`` (``"left"`` or ``"right"``) child."""
     fb = feat_bits(num_feature)
     offset = left - np.arange(len(left), dtype=np.int64)
+    if child == "right":
+        offset = np.where(offset > 0, offset + 1, offset)  # a leaf's 0 stays 0
     if len(left) and (offset.min() < 0 or int(offset.max()) >= 1 << (29 - fb)):
         raise UserError(f"{model_path}: a tree is too large for the batch engine's node layout "
                         f"({num_feature} features leave {29 - fb} bits for child offsets)")
@@ -198,8 +238,10 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
         ``arrays``, ``num_feature``, ``num_class``, ``num_tree``, ``num_node``,
         ``postprocess``, ``sigmoid_alpha``, ``base_score`` (per output column, margin
         space), ``threshold_type``, ``leaf_type``, ``has_categorical``,
-        ``batch_engine`` (``"blocked"`` or ``"ifelse"``), ``block_rows``,
-        ``engine_abi``, ``node_feat_bits`` (bits of a node's ``meta`` holding the
+        ``batch_engine`` (``"blocked"`` or ``"ifelse"``), ``row_engine`` (``"array"``
+        or ``"ifelse"``: which C code scores one row, see :func:`_row_engine`), ``block_rows``,
+        ``engine_abi``, ``node_child`` (``"left"`` or ``"right"``: the child a node's
+        offset points to), ``node_feat_bits`` (bits of a node's ``meta`` holding the
         feature index), ``compiler`` (cc, version, flags, tl2cgen/treelite versions).
 
     Raises
@@ -250,7 +292,8 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
             fname = f"{name}.c" if unit == "main" else f"{name}_{unit}.c"
             text = (gen / f"{unit}.c").read_text()
             sources[fname] = text.replace('#include "header.h"', f'#include "{name}.h"')
-        sources[f"{name}_engine.c"] = _render_engine(name, forest, model_sha256)
+        shape = BATCH_SHAPES[_batch_shape(forest)]
+        sources[f"{name}_engine.c"] = _render_engine(name, forest, model_sha256, shape)
         build = tmp / "build"
         build.mkdir()
         for fname, text in sources.items():
@@ -282,8 +325,10 @@ def lower_trees(model_path: Path, out_dir: Path, *, name: str = "legacy",
         "has_categorical": forest["has_categorical"],
         "categories": categories,
         "batch_engine": "ifelse" if num_node < IFELSE_MAX_NODES else "blocked",
-        "block_rows": BLOCK_ROWS,
-        "engine_abi": 2,
+        "row_engine": _row_engine(forest),
+        "node_child": _STEP[forest["cmp"]]["child"],
+        "block_rows": shape["block_rows"],
+        "engine_abi": ENGINE_ABI,
         "node_feat_bits": feat_bits(forest["num_feature"]),
         "compiler": {
             "cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS),
@@ -343,9 +388,10 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     """Turn treelite's trees into the node arrays of the batch engine.
 
     Nodes are renumbered breadth-first per tree so that the two children of a split
-    are adjacent (right = left + 1); a leaf's left-child offset is 0 (it points to
-    itself) and its threshold is NaN, so extra steps past a leaf stay on it.  That lets the engine
-    take exactly ``depth`` steps for every row without a branch on "is leaf".
+    are adjacent (right = left + 1); a leaf's child offset is 0 and its threshold NaN
+    (and its default direction the one the engine's step takes for NaN, see
+    ``_STEP``), so extra steps past it stay on it.  That lets the engine take exactly
+    ``depth`` steps for every row without a branch on "is leaf".
     """
     h = model.get_header_accessor()
     num_target = int(h.get_field("num_target")[0])
@@ -370,7 +416,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
     leaf_type = "float32" if leaf_dtype == np.float32 else "float64"
     ndt = np.dtype([("thr", thr_dtype), ("feat", "<i8"), ("left", "<i8"), ("info", "<i8")])
 
-    nodes_out, leaf_out, roots, depths = [], [], [], []
+    nodes_out, leaf_out, roots, depths, weight_out = [], [], [], [], []
     cat_words: list[np.ndarray] = []
     cat_begin_out, cat_nwords_out = [], []
     cmps: set[str] = set()
@@ -383,6 +429,12 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
             "threshold", "cmp", "category_list_right_child", "category_list",
             "category_list_begin", "category_list_end")}
         n = len(f["node_type"])
+        weight = np.ones(n)  # training rows per node (LightGBM), else hessian sum (XGBoost)
+        for field in ("data_count", "sum_hess"):
+            w, present = acc.get_field(field), acc.get_field(f"{field}_present")
+            if len(w) == n and len(present) == n and present.all():
+                weight = w.astype(np.float64)
+                break
         new_id = np.full(n, -1, dtype=np.int64)
         order = []  # old node ids in new order
         depth_of = np.zeros(n, dtype=np.int64)
@@ -406,7 +458,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
         for new, old in enumerate(order):
             ntype = int(f["node_type"][old])
             if ntype == 0:
-                nodes[new] = (np.nan, 0, offset + new, _INFO_DEFAULT_LEFT)
+                nodes[new] = (np.nan, 0, offset + new, 0)
                 leaf[new] = f["leaf_value"][old]
                 continue
             info = _INFO_DEFAULT_LEFT if f["default_left"][old] else 0
@@ -438,6 +490,7 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
             nodes[new] = (thr, int(f["split_index"][old]), left, info)
         nodes_out.append(nodes)
         leaf_out.append(leaf)
+        weight_out.append(weight[np.asarray(order, dtype=np.int64)])
         cat_begin_out.append(cat_begin)
         cat_nwords_out.append(cat_nwords)
         roots.append(offset)
@@ -445,12 +498,16 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
         offset += n
     if len(cmps) > 1:
         raise UserError(f"{model_path}: mixed split comparisons {sorted(cmps)} are not supported")
+    cmp = cmps.pop() if cmps else "<"
     has_categorical = bool(n_cat_words) or any(((nb["info"] & _INFO_CATEGORICAL) != 0).any() for nb in nodes_out)
     num_feature = int(h.get_field("num_feature")[0])
     flat = np.concatenate(nodes_out)
+    child = _STEP[cmp]["child"]
+    if child == "left":  # a leaf's default-left bit: the one under which a NaN feature stays
+        flat["info"][flat["left"] == np.arange(len(flat))] = _INFO_DEFAULT_LEFT
     arrays = {
         "nodes": _pack_nodes(flat["thr"], flat["feat"], flat["left"], flat["info"], num_feature,
-                             threshold_type, model_path),
+                             threshold_type, child, model_path),
         "leaf": np.concatenate(leaf_out),
         "tree_root": np.asarray(roots, dtype=np.int32),
         "tree_depth": np.asarray(depths, dtype=np.int32),
@@ -469,8 +526,9 @@ def _flatten(model: Any, model_path: Path) -> dict[str, Any]:
         "sigmoid_alpha": float(h.get_field("sigmoid_alpha")[0]),
         "threshold_type": threshold_type,
         "leaf_type": leaf_type,
-        "cmp": cmps.pop() if cmps else "<",
+        "cmp": cmp,
         "has_categorical": has_categorical,
+        "node_weight": np.concatenate(weight_out),  # not shipped: for the row-engine rule
     }
 
 
@@ -514,7 +572,7 @@ def _xgboost_base_margin(model_path: Path, treelite_base: np.ndarray) -> np.ndar
     return margin
 
 
-def _render_engine(name: str, forest: dict[str, Any], model_sha256: str) -> str:
+def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: dict[str, Any]) -> str:
     """Fill ``templates/c/engine.c.j2``; the template only places names and literals."""
     import jinja2
 
@@ -524,23 +582,32 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str) -> str:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
     )
     is_f32 = forest["leaf_type"] == "float32"
+    step = _STEP[forest["cmp"]]
     return env.get_template("engine.c.j2").render(
         name=name,
         model_sha256=model_sha256,
         num_feature=forest["num_feature"],
         num_class=forest["num_class"],
-        block_rows=BLOCK_ROWS,
-        tree_group=TREE_GROUP,
+        block_rows=shape["block_rows"],
+        tree_group=shape["tree_group"],
         feat_bits=feat_bits(forest["num_feature"]),
         threshold_t="float" if forest["threshold_type"] == "float32" else "double",
         leaf_t="float" if is_f32 else "double",
         exp="expf" if is_f32 else "exp",
         log1p="log1pf" if is_f32 else "log1p",
         cmp=forest["cmp"],
-        right_expr=_RIGHT_EXPR[forest["cmp"]],
-        nan_fold=_can_fold_nan(forest),
-        nan_right=_NAN_RIGHT[forest["cmp"]],
-        nan_left=_NAN_LEFT[forest["cmp"]],
+        nan_fold=_can_fold_nan(forest, shape["block_rows"]),
+        child=step["child"],
+        step_expr=step["expr"],
+        step_sign=step["sign"],
+        nan_go="(m_ & 1u)" if step["child"] == "right" else "!(m_ & 1u)",
+        cat_bias="- 1 " if step["child"] == "right" else "",
+        leaf_default_left=int(step["child"] == "left"),
+        slot0=step["slot0"],
+        slot1=step["slot1"],
+        engine_abi=ENGINE_ABI,
+        row_group=ROW_GROUP,
+        stop_early=shape["stop_early"],
         postprocess=forest["postprocess"],
         sigmoid_alpha=repr(float(np.float32(forest["sigmoid_alpha"]))),
         has_categorical=forest["has_categorical"],
@@ -548,16 +615,74 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str) -> str:
     )
 
 
-def _can_fold_nan(forest: dict[str, Any]) -> bool:
-    """Whether missing values can be replaced by infinities in the block copy: every
-    numerical threshold is finite (an infinite one would compare differently with the
-    infinity that stands for NaN) and two copies of a block fit the stack budget."""
+def _row_engine(forest: dict[str, Any]) -> str:
+    """Which code scores one row: ``"array"`` (``fecc_predict_one``) or ``"ifelse"``.
+
+    A rule on the model's shape, not a timing, so the bundle is deterministic.  The
+    array walk takes, per group of ``ROW_GROUP`` trees, the deepest tree's depth in
+    steps (fewer when all walks reach leaves early); tl2cgen's code visits one node
+    per level of the leaf a row reaches (:func:`_mean_leaf_depths`).  Measured on
+    one thread over 2,000 distinct rows (benchmarks/README.md), an array step cost
+    1.9-3.3 ns and an if/else node 4.3-22 ns (more the larger the code: branch
+    mispredictions and instruction-cache misses), so the array walk won on every
+    model tried (1.2x on 10 trees of depth 3 to 6.4x on 500 of depth 8), which took
+    at most 2.3 times the if/else steps.  Beyond ``ROW_IFELSE_STEPS`` times, the
+    if/else code is chosen: trees where nearly every row stops at a shallow leaf
+    and a few go down a long chain.
+    """
+    a = forest["arrays"]
+    depth = a["tree_depth"].astype(np.int64)
+    array_steps = sum(int(depth[i:i + ROW_GROUP].max()) * len(depth[i:i + ROW_GROUP])
+                      for i in range(0, len(depth), ROW_GROUP))
+    ifelse_steps = float(_mean_leaf_depths(forest).sum())
+    return "ifelse" if array_steps > ROW_IFELSE_STEPS * max(ifelse_steps, 1.0) else "array"
+
+
+def _batch_shape(forest: dict[str, Any]) -> str:
+    """``"even"`` or ``"uneven"`` trees, the key of :data:`BATCH_SHAPES` the batch engine uses.
+
+    Every walk of a pass takes the group's deepest depth in steps.  On depth-wise
+    trees (XGBoost's) rows end near that depth anyway, and big blocks with 8 trees
+    per pass keep the most loads in flight.  On leaf-wise trees (LightGBM's: a
+    63-leaf tree 22 deep where rows stop after 8 steps on average) smaller blocks
+    and groups let a pass stop early, when the deepest walk of 32 rows x 4 trees is
+    done: 12-15% faster there, 5-15% slower on XGBoost's trees (measured).
+    """
+    expected = float(_mean_leaf_depths(forest).sum())
+    return "uneven" if expected < UNEVEN_DEPTH * float(forest["arrays"]["tree_depth"].sum()) else "even"
+
+
+def _mean_leaf_depths(forest: dict[str, Any]) -> np.ndarray:
+    """Per tree, the mean depth of the leaf a row reaches: leaves weighted by the
+    training rows that reached them (LightGBM) or their hessian sum (XGBoost's
+    cover), each leaf once where the model records neither."""
+    a = forest["arrays"]
+    fb = feat_bits(forest["num_feature"])
+    offset = (a["nodes"]["meta"] >> np.uint32(fb + 3)).astype(np.int64)
+    n = len(offset)
+    depth = np.zeros(n, dtype=np.int64)
+    to_left = -1 if _STEP[forest["cmp"]]["child"] == "right" else 0
+    for i in np.flatnonzero(offset):  # parents come before their children
+        left = i + offset[i] + to_left
+        depth[left] = depth[left + 1] = depth[i] + 1
+    tree = np.searchsorted(a["tree_root"], np.arange(n), side="right") - 1
+    leaf = offset == 0
+    w = np.asarray(forest.get("node_weight", np.ones(n)), dtype=np.float64)[leaf]
+    n_tree = len(a["tree_root"])
+    total = np.bincount(tree[leaf], weights=w, minlength=n_tree)
+    return np.bincount(tree[leaf], weights=w * depth[leaf], minlength=n_tree) / np.where(total > 0, total, 1.0)
+
+
+def _can_fold_nan(forest: dict[str, Any], block_rows: int) -> bool:
+    """Whether missing values can be folded into the block copy (see the template):
+    no numerical split has a NaN threshold (XGBoost and LightGBM never write one; an
+    infinite threshold is fine) and two copies of a block fit the stack budget."""
     nodes = forest["arrays"]["nodes"]
     fb = feat_bits(forest["num_feature"])
     meta = nodes["meta"].astype(np.int64)
     inner_numerical = ((meta >> (fb + 3)) != 0) & (((meta >> (fb + 1)) & 1) == 0)
-    size = 2 * forest["num_feature"] * BLOCK_ROWS * nodes["thr"].dtype.itemsize
-    return bool(np.isfinite(nodes["thr"][inner_numerical]).all()) and size <= NAN_FOLD_MAX_BYTES
+    size = 2 * forest["num_feature"] * block_rows * nodes["thr"].dtype.itemsize
+    return not np.isnan(nodes["thr"][inner_numerical]).any() and size <= NAN_FOLD_MAX_BYTES
 
 
 def _template_dir() -> Any:
