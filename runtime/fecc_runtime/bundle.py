@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -80,12 +81,16 @@ class Bundle:
     """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`."""
 
     def __init__(self, path: Path, manifest: dict):
-        from .trees import TreeEngineError
+        from .trees import TreeEngineError, TreeEnsemble
 
         self.path = path
         self.manifest = manifest
         self.task = manifest["task"]
         self.feature_names: tuple[str, ...] = tuple(f["name"] for f in manifest["features"])
+        self._row_shape = (len(self.feature_names),)
+        # a mapping's values in manifest order, as a tuple, in one C call
+        self._values = (operator.itemgetter(*self.feature_names) if len(self.feature_names) > 1
+                        else lambda r, n=self.feature_names[0]: (r[n],))
         self._index = {n: i for i, n in enumerate(self.feature_names)}
         self._categories = {
             f["name"]: category_lookup(f["categories"])
@@ -103,6 +108,8 @@ class Bundle:
                 f"cannot load the compiled library of {path}: {exc} "
                 "(built for another CPU/OS? recompile the bundle on this platform)"
             ) from None
+        # TreeEnsemble.predict_row takes the values of a dict row as a tuple
+        self._row_by_name = isinstance(self._legacy, TreeEnsemble) and not self._categories
         self._experts = None
         self._offset = agg.get("base_margin") == "legacy+experts"
         if manifest.get("experts"):
@@ -177,6 +184,15 @@ class Bundle:
                 return np.ascontiguousarray(row, dtype=np.float64)
             except (TypeError, ValueError):
                 raise BundleError("input row must be numeric") from None
+        if isinstance(row, Mapping) and not self._categories:
+            # one conversion for the whole row (None -> NaN, as _scalar does); anything
+            # odd falls through to the per-value loop, which names the culprit
+            try:
+                out = np.array(self._values(row), dtype=np.float64)
+                if out.shape == self._row_shape:
+                    return out
+            except (KeyError, TypeError, ValueError):
+                pass
         out = np.empty(len(self.feature_names), dtype=np.float64)
         if isinstance(row, Mapping):
             for i, name in enumerate(self.feature_names):
@@ -206,7 +222,7 @@ class Bundle:
 
     # ----------------------------------------------------------------- scoring
     def predict_margin_matrix(self, X: np.ndarray) -> np.ndarray:
-        """Margins for a float64 matrix from :meth:`matrix`."""
+        """Margins for a float64 matrix from :meth:`matrix` (or a float32 one in manifest order)."""
         # each tree library converts to its own feature type: float32 for XGBoost
         # (it compares in float32), float64 for LightGBM
         margin = np.asarray(self._legacy.predict(X, margin=True), dtype=np.float64)
@@ -229,7 +245,11 @@ class Bundle:
         output : ``"prediction"`` (probability for classifiers, value for regression)
             or ``"margin"`` (raw score before the link function).
         """
-        margin = self.predict_margin_matrix(self.matrix(data))
+        if type(data) is np.ndarray and data.dtype == np.float32 and data.ndim == 2 and data.shape[1:] == self._row_shape:
+            X = data  # float32 is exact in either feature type: no float64 copy
+        else:
+            X = self.matrix(data)
+        margin = self.predict_margin_matrix(X)
         if output == "margin":
             return margin
         if output != "prediction":
@@ -238,12 +258,18 @@ class Bundle:
 
     def predict_one(self, row: Mapping[str, Any] | Sequence[float], *, output: str = "prediction"):
         """Score one row given as a dict (by feature name) or a sequence in manifest order."""
-        x = self.row(row)
-        if self._experts is None:
-            m = self._legacy.predict_row(x, margin=True)
-        else:
-            m = self.predict_margin_matrix(x[None, :])[0]
+        if self._experts is not None:
+            m = self.predict_margin_matrix(self.row(row)[None, :])[0]
             m = float(m) if np.ndim(m) == 0 else m
+        elif type(row) is np.ndarray and row.shape == self._row_shape and row.dtype.kind == "f":
+            m = self._legacy.predict_row(row, margin=True)  # converted in the engine's own buffer
+        elif self._row_by_name and isinstance(row, Mapping):
+            try:  # the values by name straight into the engine's buffer
+                m = self._legacy.predict_row(self._values(row), margin=True)
+            except (KeyError, TypeError, ValueError):
+                m = self._legacy.predict_row(self.row(row), margin=True)  # or row() names the culprit
+        else:
+            m = self._legacy.predict_row(self.row(row), margin=True)
         if output == "margin":
             return m
         if output != "prediction":
