@@ -4,10 +4,12 @@ Trains two XGBoost models on synthetic data (30 float32 features, 2% NaN), lower
 them with :func:`fecc.lower.lower_trees`, loads them with
 :class:`fecc_runtime.trees.TreeEnsemble`, and prints:
 
-* single row: median microseconds per call, one thread, one numpy float32 row in;
-  fecc ``predict_row`` (tl2cgen's if/else code) and fecc ``predict`` on a (1, 30)
-  block (the array engine) vs ``xgboost.Booster.inplace_predict`` on a (1, 30) array
-  with ``nthread=1``;
+* single row: median microseconds per call, one thread, cycling through the same
+  2000 distinct float32 rows for every contender: fecc ``Bundle.predict_one`` (dict,
+  numpy row) and ``TreeEnsemble.predict_row`` through both row engines (the node
+  arrays and tl2cgen's if/else code; the manifest's ``row_engine`` is the one the
+  bundle uses) vs ``xgboost.Booster.inplace_predict`` on a (1, 30) array with
+  ``nthread=1``;
 * batch: best-of-N seconds for 100k rows with all CPUs, fecc ``predict`` vs
   ``inplace_predict``.
 
@@ -106,6 +108,7 @@ def main() -> None:
     X_train, y_train = make_data(20_000, seed=0)
     X_test, _ = make_data(args.rows, seed=1)
     rows = [X_test[i] for i in range(min(args.row_calls, len(X_test)))]
+    rows_2d = [r[None, :] for r in rows]  # the same rows as (1, 30) arrays
     cols = [f"f{i}" for i in range(N_FEATURE)]
     dict_rows = [dict(zip(cols, r.tolist())) for r in rows]
 
@@ -116,23 +119,25 @@ def main() -> None:
             booster = xgb.Booster(model_file=str(bundle_dir.parent / "model.json"))  # what the bundle was built from
             bundle = fecc_runtime.load(bundle_dir)
             entry = bundle.manifest["legacy"]
-            ens = TreeEnsemble(bundle_dir, entry)
 
             # parity on the batch, so a fast wrong answer cannot pass unnoticed
             ref = booster.inplace_predict(X_test)
             got = bundle.predict(X_test)
             max_abs = float(np.abs(got - ref).max())
 
-            # single row, one thread
+            # single row, one thread, every contender on the same distinct rows
             booster.set_param({"nthread": 1})
             it = iter(range(1 << 62))
-            x1 = rows[0][None, :]
-            us_xgb = median_us(lambda r: booster.inplace_predict(r), x1, args.row_calls // 4)
-            us_row = median_us(lambda _: ens.predict_row(rows[next(it) % len(rows)]), None, args.row_calls)
+            us_xgb = median_us(lambda _: booster.inplace_predict(rows_2d[next(it) % len(rows)]), None,
+                               args.row_calls // 4)
             us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, args.row_calls)
             us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, args.row_calls)
-            ens1 = TreeEnsemble(bundle_dir, entry, n_threads=1)
-            us_blk = median_us(lambda r: ens1.predict(r), x1, args.row_calls)
+            us_engine = {}
+            for row_engine in ("array", "ifelse"):
+                e = TreeEnsemble(bundle_dir, {**entry, "row_engine": row_engine}, n_threads=1)
+                us_engine[row_engine] = median_us(lambda _: e.predict_row(rows[next(it) % len(rows)]), None,
+                                                  args.row_calls)
+                e.close()
 
             # batch, all CPUs
             booster.set_param({"nthread": n_cpu})
@@ -140,16 +145,17 @@ def main() -> None:
             s_fecc = best_s(lambda X: bundle.predict(X), X_test, args.repeat)
 
             print(f"\n{label}  ({entry['num_node']} nodes, compiled in {t_compile:.1f} s, "
-                  f"engine {entry['batch_engine']}, max |fecc - xgboost| = {max_abs:.2e})")
+                  f"engine {entry['batch_engine']}, row engine {entry['row_engine']}, "
+                  f"max |fecc - xgboost| = {max_abs:.2e})")
             print(f"  single row  xgboost inplace_predict      {us_xgb:9.1f} us")
             print(f"              fecc Bundle.predict_one(dict) {us_dict:8.1f} us   ratio {us_xgb / us_dict:6.1f}x")
             print(f"              fecc Bundle.predict_one(row)  {us_one:8.1f} us   ratio {us_xgb / us_one:6.1f}x")
-            print(f"              fecc TreeEnsemble.predict_row {us_row:8.1f} us   ratio {us_xgb / us_row:6.1f}x")
-            print(f"              fecc array engine (1 row)     {us_blk:8.1f} us   ratio {us_xgb / us_blk:6.1f}x")
+            for row_engine, what in (("array", "node arrays"), ("ifelse", "if/else code")):
+                us = us_engine[row_engine]
+                mark = "*" if row_engine == entry["row_engine"] else " "
+                print(f"              fecc predict_row, {what:12s}{mark}{us:7.1f} us   ratio {us_xgb / us:6.1f}x")
             print(f"  batch       xgboost inplace_predict      {s_xgb:9.3f} s")
             print(f"              fecc Bundle.predict          {s_fecc:9.3f} s    ratio {s_xgb / s_fecc:6.2f}x")
-            ens.close()
-            ens1.close()
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ features, 2% NaN; 100 trees, 63 leaves, fixed seeds), saves ``model.txt``, compi
 into a bundle with :func:`fecc.driver.compile_bundle` (``search="none"``: compile only),
 and prints:
 
-* single row: median microseconds per call, one thread: ``lightgbm.Booster.predict`` on
-  a (1, 30) array with ``num_threads=1``, lleaves ``Model.predict`` on a (1, 30) array
-  with ``n_jobs=1``, fecc ``Bundle.predict_one`` on a numpy row and on a dict, and
-  ``TreeEnsemble.predict_row`` (tl2cgen's if/else code);
+* single row: median microseconds per call, one thread, cycling through the same 2000
+  distinct rows for every contender: ``lightgbm.Booster.predict`` on a (1, 30) array
+  with ``num_threads=1``, lleaves ``Model.predict`` on a (1, 30) float64 array with
+  ``n_jobs=1``, fecc ``Bundle.predict_one`` on a numpy row and on a dict, and
+  ``TreeEnsemble.predict_row`` through both row engines (the node arrays, tl2cgen's
+  if/else code; ``*`` marks the manifest's ``row_engine``);
 * batch: best-of-N seconds for 100k rows with all CPUs: lightgbm, lleaves, fecc
   ``Bundle.predict``.
 
@@ -93,6 +95,7 @@ def main() -> None:
     X_test, _ = make_data(args.rows, seed=1)
     X_test64 = X_test.astype(np.float64)  # lleaves' native dtype (use_fp64): no copy inside its predict
     rows = [X_test[i] for i in range(min(args.row_calls, len(X_test)))]
+    rows_2d, rows_2d64 = [r[None, :] for r in rows], [X_test64[i:i + 1] for i in range(len(rows))]
     dict_rows = [dict(zip(COLS, r.tolist())) for r in rows]
 
     with tempfile.TemporaryDirectory(prefix="fecc-bench-") as tmp:
@@ -105,7 +108,6 @@ def main() -> None:
             why = why.split(" (")[0]  # the short form for the table
         bundle = fecc_runtime.load(bundle_dir)
         entry = bundle.manifest["legacy"]
-        ens = TreeEnsemble(bundle_dir, entry)
 
         # parity on the batch (probabilities), so a fast wrong answer cannot pass unnoticed
         ref = booster.predict(X_test, num_threads=n_cpu)
@@ -113,14 +115,20 @@ def main() -> None:
         max_abs = float(np.abs(got - ref).max())
         llv_abs = float(np.abs(llv.predict(X_test64, n_jobs=n_cpu) - ref).max()) if llv else float("nan")
 
-        # single row, one thread
+        # single row, one thread, every contender on the same distinct rows
         it = iter(range(1 << 62))
-        x1, x1_64 = rows[0][None, :], X_test64[:1]
-        us_lgb = median_us(lambda r: booster.predict(r, num_threads=1), x1, args.row_calls // 4)
-        us_llv = median_us(lambda r: llv.predict(r, n_jobs=1), x1_64, args.row_calls) if llv else None
-        us_row = median_us(lambda _: ens.predict_row(rows[next(it) % len(rows)]), None, args.row_calls)
+        us_lgb = median_us(lambda _: booster.predict(rows_2d[next(it) % len(rows)], num_threads=1), None,
+                           args.row_calls // 4)
+        us_llv = median_us(lambda _: llv.predict(rows_2d64[next(it) % len(rows)], n_jobs=1), None,
+                           args.row_calls) if llv else None
         us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, args.row_calls)
         us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, args.row_calls)
+        us_engine = {}
+        for row_engine in ("array", "ifelse"):
+            e = TreeEnsemble(bundle_dir, {**entry, "row_engine": row_engine}, n_threads=1)
+            us_engine[row_engine] = median_us(lambda _: e.predict_row(rows[next(it) % len(rows)]), None,
+                                              args.row_calls)
+            e.close()
 
         # batch, all CPUs
         s_lgb = best_s(lambda X: booster.predict(X, num_threads=n_cpu), X_test, args.repeat)
@@ -128,22 +136,24 @@ def main() -> None:
         s_fecc = best_s(lambda X: bundle.predict(X), X_test, args.repeat)
 
         print(f"\nlightgbm binary: {N_TREE} trees, {N_LEAVES} leaves  ({entry['num_node']} nodes, "
-              f"fecc compiled in {t_compile:.1f} s, lleaves in {t_llv:.1f} s, engine {entry['batch_engine']})")
+              f"fecc compiled in {t_compile:.1f} s, lleaves in {t_llv:.1f} s, engine {entry['batch_engine']}, "
+              f"row engine {entry['row_engine']}, blocks of {entry['block_rows']})")
         print(f"  parity      max |fecc - lightgbm| = {max_abs:.2e}, "
               + (f"max |lleaves - lightgbm| = {llv_abs:.2e}" if llv else why))
         print("  single row (1 thread)                                    lightgbm/fecc" + ("  lleaves/fecc" if llv else ""))
         print(f"              lightgbm Booster.predict       {us_lgb:9.1f} us")
         print(f"              lleaves Model.predict          {us_llv:9.1f} us" if llv
               else f"              {why}")
+        mark = {e: "*" if e == entry["row_engine"] else " " for e in us_engine}
         for name, us in (("fecc Bundle.predict_one(row)", us_one), ("fecc Bundle.predict_one(dict)", us_dict),
-                         ("fecc TreeEnsemble.predict_row", us_row)):
+                         (f"fecc predict_row, node arrays{mark['array']}", us_engine["array"]),
+                         (f"fecc predict_row, if/else    {mark['ifelse']}", us_engine["ifelse"])):
             print(f"              {name:31s}{us:9.1f} us   {us_lgb / us:9.1f}x"
                   + (f"   {us_llv / us:10.2f}x" if llv else ""))
         print(f"  batch       lightgbm Booster.predict       {s_lgb:9.3f} s    ratio {s_lgb / s_fecc:6.2f}x")
         print(f"              lleaves Model.predict          {s_llv:9.3f} s    ratio {s_llv / s_fecc:6.2f}x" if llv
               else f"              {why}")
         print(f"              fecc Bundle.predict            {s_fecc:9.3f} s")
-        ens.close()
 
 
 if __name__ == "__main__":
