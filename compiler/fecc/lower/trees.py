@@ -623,10 +623,10 @@ def _row_engine(forest: dict[str, Any]) -> str:
     steps (fewer when all walks reach leaves early); tl2cgen's code visits one node
     per level of the leaf a row reaches (:func:`_mean_leaf_depths`).  Measured on
     one thread over 2,000 distinct rows (benchmarks/README.md), an array step cost
-    1.9-3.3 ns and an if/else node 4.3-22 ns (more the larger the code: branch
+    1.4-4.7 ns and an if/else node 3.3-24 ns (more the larger the code: branch
     mispredictions and instruction-cache misses), so the array walk won on every
-    model tried (1.2x on 10 trees of depth 3 to 6.4x on 500 of depth 8), which took
-    at most 2.3 times the if/else steps.  Beyond ``ROW_IFELSE_STEPS`` times, the
+    model tried (1.2x on 20 small LightGBM trees to 6.4x on 500 XGBoost trees of
+    depth 8), which took at most 2.3 times the if/else steps.  Beyond ``ROW_IFELSE_STEPS`` times, the
     if/else code is chosen: trees where nearly every row stops at a shallow leaf
     and a few go down a long chain.
     """
