@@ -174,7 +174,34 @@ def test_prompt_holds_the_seed_004_sections():
 def test_a_default_range_can_stand_in_for_a_forgotten_one():
     forgot = GOOD.replace('{"w1": {"low": -1, "high": 1}}', '{}')
     with pytest.raises(ProposalError, match="without a range"):
-        LLMProposer(Scripted([forgot]), max_corrections=0).propose(credit_context())
-    prop = LLMProposer(Scripted([forgot]), default_range=ParamRange(-2, 2)).propose(credit_context())
+        LLMProposer(Scripted([forgot]), max_corrections=0, infer_ranges=False).propose(credit_context())
+    prop = LLMProposer(Scripted([forgot]), default_range=ParamRange(-2, 2),
+                       infer_ranges=False).propose(credit_context())
     assert prop.space == {"w1": ParamRange(-2.0, 2.0)}
     assert prop.usage["notes"] == ["parameter 'w1' had no range; given the default [-2, 2]"]
+
+
+@pytest.mark.parametrize("body, space, expect, note", [
+    # a weight: [-scale, scale] from 0 (the credit context has no correction_scale: 3)
+    ('return params["w0"] * log(x["debt_ratio"]) + params["w1"] * x["late_payments"]', "{}",
+     ParamRange(-3.0, 3.0, init=0.0), "a weight: [-3, 3]"),
+    # a location on a feature: that feature's range in the region, from its midpoint
+    ('return params["w0"] * log(x["debt_ratio"]) + (0.5 if x["age"] > params["w1"] else 0)', "{}",
+     ParamRange(51.0, 80.0, init=65.5), "a location on age"),
+    ('return params["w0"] * log(x["debt_ratio"]) + tanh(x["income"] - params["w1"])', "{}",
+     ParamRange(800.0, 3000.0, init=1900.0), "a location on income"),
+])
+def test_a_forgotten_range_is_inferred_from_the_parameters_use(body, space, expect, note):
+    answer = "def f(x, params):\n    # intent: test\n    " + body + "\n" + space
+    prop = LLMProposer(Scripted([answer]), max_corrections=0).propose(credit_context())
+    assert prop.space == {"w1": expect}
+    assert any(note in n for n in prop.usage["notes"])
+
+
+def test_a_location_on_a_feature_without_stats_is_still_refused():
+    ctx = credit_context()
+    ctx = type(ctx)(**{**vars(ctx), "feature_stats": tuple(s for s in ctx.feature_stats if s.name != "age")})
+    answer = ('def f(x, params):\n    # intent: t\n    return params["w0"] * log(x["debt_ratio"]) + '
+              '(0.5 if x["age"] > params["cut"] else 0)\n{}')
+    with pytest.raises(ProposalError, match="without a range.*'cut'"):
+        LLMProposer(Scripted([answer]), max_corrections=0).propose(ctx)

@@ -132,8 +132,9 @@ def test_recorded_real_answers_replay(path):
         assert rec["key"] == prompt_key(rec["messages"])
         assert rec["model"].startswith("local:")
     meta = json.loads((path.with_suffix(".meta.json")).read_text())
+    # recorded before forgotten ranges were inferred: replay with the proposer as it was
     proposer = make_proposer(f"replay:{path}", max_corrections=meta["max_corrections"],
-                             use_grammar=meta["use_grammar"])
+                             use_grammar=meta["use_grammar"], infer_ranges=meta.get("infer_ranges", False))
     outcomes = []
     for item in meta["contexts"]:
         ctx = ALL_CONTEXTS[item["name"]](seed=item["seed"], iteration=item.get("iteration", 0))
@@ -151,3 +152,22 @@ def test_recorded_real_answers_replay(path):
             code, line, space, _ = split_answer(rec["answer"])
             assert parse_function(code, line_offset=line).type == "num"
             json.loads(space)
+
+
+def test_inferred_ranges_rescue_a_recorded_answer_that_forgot_one():
+    """Qwen 0.5B's housing answer used params["rooms_cut"] without a range (recorded
+    outcome: refused).  With inference it is a location on `rooms`: accepted first try,
+    with the region's range of `rooms` and a note saying so."""
+    path = REPLAY_DIR / "qwen05b_grammar.jsonl"
+    meta = json.loads(path.with_suffix(".meta.json").read_text())
+    i = next(k for k, o in enumerate(meta["outcomes"]) if "rooms_cut" in o)
+    item = meta["contexts"][i]
+    ctx = ALL_CONTEXTS[item["name"]](seed=item["seed"], iteration=item.get("iteration", 0))
+    proposer = make_proposer(f"replay:{path}", max_corrections=meta["max_corrections"],
+                             use_grammar=meta["use_grammar"])
+    prop = proposer.propose(ctx)
+    assert "@rooms_cut" in to_postfix(prop.expr) and proposer.usage.valid_first_try == 1
+    stats = {s.name: s for s in ctx.feature_stats}
+    r = prop.space["rooms_cut"]
+    assert (r.low, r.high) == (stats["rooms"].min, stats["rooms"].max)
+    assert any("a location on rooms" in n for n in prop.usage["notes"])

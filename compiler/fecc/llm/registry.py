@@ -120,6 +120,7 @@ def make_proposer(
     use_grammar: bool = True,
     budget: Budget = Budget(),
     default_range: ParamRange | None = None,
+    infer_ranges: bool = True,
     backend_options: dict | None = None,
 ) -> Proposer:
     """Build the proposer a ``--llm`` spec names.
@@ -130,7 +131,7 @@ def make_proposer(
     record : append every prompt/answer pair to this JSONL file (LLM specs only).
     seed : seed for a proposer that keeps its own (the grammar and LLM proposers draw
         from each context's ``ctx.seed`` instead).
-    max_corrections, temperature, max_tokens, use_grammar, budget, default_range :
+    max_corrections, temperature, max_tokens, use_grammar, budget, default_range, infer_ranges :
         passed to :class:`~fecc.llm.llm_proposer.LLMProposer`.
     backend_options : keyword arguments for the backend (e.g. ``{"timeout": 30}`` for
         ``openai:``, ``{"n_gpu_layers": 0}`` for ``local:``).
@@ -162,4 +163,4 @@ def make_proposer(
         backend = RecordingBackend(backend, Path(record))
     return LLMProposer(backend, max_corrections=max_corrections, temperature=temperature,
                        max_tokens=max_tokens, use_grammar=use_grammar, budget=budget,
-                       default_range=default_range)
+                       default_range=default_range, infer_ranges=infer_ranges)
