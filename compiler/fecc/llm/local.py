@@ -225,7 +225,11 @@ class _LazyGrammarSampler:
         self.n_vocab = n_vocab
         self._ids = np.arange(n_vocab, dtype=np.int32)
         self._buf = np.zeros(n_vocab, dtype=np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]))
-        self.fallbacks = 0
+        self.fallbacks = 0        # tokens the grammar refused
+        self.full_fallbacks = 0   # ... with no grammatical token among the TOP_K either
+
+    #: candidates tried before the whole vocabulary when the free choice is refused
+    TOP_K = 256
 
     def _array(self, data, size: int):
         c = self._c
@@ -243,19 +247,38 @@ class _LazyGrammarSampler:
         if np.isfinite(one[0].logit):
             c.llama_sampler_accept(self.grammar.sampler, token)
             return token
-        # the grammar refused the free choice: sample again, constrained, from the same logits
+        # the grammar refused the free choice: sample again, constrained, from the same
+        # logits -- first among the TOP_K most likely tokens (if any is grammatical, the
+        # best grammatical token overall is among them, so greedy decoding is unchanged),
+        # else over the whole vocabulary
         self.fallbacks += 1
-        logits = c.llama_get_logits_ith(ctx.ctx, idx)
-        buf = self._buf
-        buf["id"] = self._ids
-        buf["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
-        buf["p"] = 0.0
-        full = self._array(buf.ctypes.data, self.n_vocab)
-        c.llama_sampler_apply(self.grammar.sampler, ctypes.byref(full))
-        c.llama_sampler_apply(self.chain.sampler, ctypes.byref(full))
-        token = int(full.data[full.selected].id)
+        logits = np.ctypeslib.as_array(c.llama_get_logits_ith(ctx.ctx, idx), shape=(self.n_vocab,))
+        top = np.argpartition(logits, -self.TOP_K)[-self.TOP_K:].astype(np.int32)
+        small = np.zeros(len(top), dtype=self._buf.dtype)
+        small["id"] = top
+        small["logit"] = logits[top]
+        token = self._constrained(small)
+        if token is None:
+            self.full_fallbacks += 1
+            buf = self._buf
+            buf["id"] = self._ids
+            buf["logit"] = logits
+            buf["p"] = 0.0
+            token = self._constrained(buf)
         c.llama_sampler_accept(self.grammar.sampler, token)
         return token
+
+    def _constrained(self, cand) -> int | None:
+        """Grammar, then the sampling chain, over ``cand``; ``None`` if the grammar refuses all."""
+        import numpy as np
+
+        c = self._c
+        arr = self._array(cand.ctypes.data, len(cand))
+        c.llama_sampler_apply(self.grammar.sampler, ctypes.byref(arr))
+        if not np.isfinite(cand["logit"]).any():
+            return None
+        c.llama_sampler_apply(self.chain.sampler, ctypes.byref(arr))
+        return int(arr.data[arr.selected].id)
 
     def close(self) -> None:
         self.chain.close()
