@@ -69,6 +69,21 @@ def best_s(fn, X, repeat: int) -> float:
     return best
 
 
+def time_fecc_rows(bundle, bundle_dir: Path, rows, dict_rows, calls: int, it) -> tuple[float, float, dict]:
+    """Median µs of ``Bundle.predict_one`` on numpy rows and on dicts, and of each row engine's
+    ``TreeEnsemble.predict_row``; ``it`` is the run's shared row counter (every contender
+    cycles through the same distinct rows)."""
+    entry = bundle.manifest["legacy"]
+    us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, calls)
+    us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, calls)
+    us_engine = {}
+    for row_engine in ("array", "ifelse"):
+        e = TreeEnsemble(bundle_dir, {**entry, "row_engine": row_engine}, n_threads=1)
+        us_engine[row_engine] = median_us(lambda _: e.predict_row(rows[next(it) % len(rows)]), None, calls)
+        e.close()
+    return us_one, us_dict, us_engine
+
+
 def build(workdir: Path, n_tree: int, depth: int, X_train, y_train, n_cpu: int) -> tuple[Path, float]:
     """Train the model, save it with data, compile a bundle (``--search none``); reuse if present."""
     bundle = workdir / "bundle"
@@ -130,14 +145,7 @@ def main() -> None:
             it = iter(range(1 << 62))
             us_xgb = median_us(lambda _: booster.inplace_predict(rows_2d[next(it) % len(rows)]), None,
                                args.row_calls // 4)
-            us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, args.row_calls)
-            us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, args.row_calls)
-            us_engine = {}
-            for row_engine in ("array", "ifelse"):
-                e = TreeEnsemble(bundle_dir, {**entry, "row_engine": row_engine}, n_threads=1)
-                us_engine[row_engine] = median_us(lambda _: e.predict_row(rows[next(it) % len(rows)]), None,
-                                                  args.row_calls)
-                e.close()
+            us_one, us_dict, us_engine = time_fecc_rows(bundle, bundle_dir, rows, dict_rows, args.row_calls, it)
 
             # batch, all CPUs
             booster.set_param({"nthread": n_cpu})

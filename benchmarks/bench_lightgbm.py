@@ -37,8 +37,8 @@ from bench_latency import (  # same data and timers
     best_s,
     make_data,
     median_us,
+    time_fecc_rows,
 )
-from fecc_runtime.trees import TreeEnsemble
 
 N_TREE, N_LEAVES = 100, 63
 COLS = [f"f{i}" for i in range(N_FEATURE)]
@@ -121,14 +121,7 @@ def main() -> None:
                            args.row_calls // 4)
         us_llv = median_us(lambda _: llv.predict(rows_2d64[next(it) % len(rows)], n_jobs=1), None,
                            args.row_calls) if llv else None
-        us_one = median_us(lambda _: bundle.predict_one(rows[next(it) % len(rows)]), None, args.row_calls)
-        us_dict = median_us(lambda _: bundle.predict_one(dict_rows[next(it) % len(rows)]), None, args.row_calls)
-        us_engine = {}
-        for row_engine in ("array", "ifelse"):
-            e = TreeEnsemble(bundle_dir, {**entry, "row_engine": row_engine}, n_threads=1)
-            us_engine[row_engine] = median_us(lambda _: e.predict_row(rows[next(it) % len(rows)]), None,
-                                              args.row_calls)
-            e.close()
+        us_one, us_dict, us_engine = time_fecc_rows(bundle, bundle_dir, rows, dict_rows, args.row_calls, it)
 
         # batch, all CPUs
         s_lgb = best_s(lambda X: booster.predict(X, num_threads=n_cpu), X_test, args.repeat)
