@@ -80,6 +80,10 @@ def tree_engine(path: Path, entry: dict):
 class Bundle:
     """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`."""
 
+    #: fingerprint (``sha256:…``) of the trusted key whose signature was verified at load; ``None`` when
+    #: no trusted keys were given (the bundle may still carry a ``manifest.sig``)
+    signed_by: str | None = None
+
     def __init__(self, path: Path, manifest: dict):
         from .trees import TreeEngineError, TreeEnsemble
 
@@ -128,9 +132,9 @@ class Bundle:
         """True when the safety gate let the experts and aggregator into this bundle."""
         return self._experts is not None
 
-    def _column(self, name: str, values) -> np.ndarray:
+    def _column(self, name: str, values, categories: str = "values") -> np.ndarray:
         cats = self._categories.get(name)
-        if cats is not None:
+        if cats is not None and categories == "values":
             # category values map to the codes the legacy model was trained with;
             # unseen or missing categories become NaN, i.e. XGBoost's missing branch
             vals = np.asarray(values, dtype=object).ravel()
@@ -138,17 +142,23 @@ class Bundle:
         try:
             arr = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
+            if cats is not None:
+                raise BundleError(f"categorical feature {name!r} must hold integer category codes "
+                                  "(categories='codes')") from None
             raise BundleError(f"feature {name!r} must be numeric") from None
         return arr
 
-    def matrix(self, data: Any) -> np.ndarray:
+    def matrix(self, data: Any, *, categories: str = "values") -> np.ndarray:
         """Input rows as a float64 (n, n_features) matrix in manifest order (NaN = missing).
 
         ``data`` is a DataFrame or a mapping of columns (columns by name; extra columns
-        ignored; categorical features hold their category values), or a 2-D numeric
-        array with the features in manifest order — the model's own input space, so
-        categorical features there are already their integer codes.
+        ignored; categorical features hold their category values, or, with
+        ``categories="codes"``, the integer codes the model was trained on), or a 2-D
+        numeric array with the features in manifest order — the model's own input space,
+        so categorical features there are already their integer codes.
         """
+        if categories not in ("values", "codes"):
+            raise BundleError(f"categories must be 'values' or 'codes', got {categories!r}")
         if isinstance(data, np.ndarray) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple, np.ndarray))):
             arr = np.asarray(data)
             if arr.ndim != 2 or arr.shape[1] != len(self.feature_names):
@@ -165,7 +175,7 @@ class Bundle:
             if missing:
                 shown = ", ".join(repr(m) for m in missing[:8])
                 raise BundleError(f"input lacks {len(missing)} feature column(s): {shown}")
-            cols = [self._column(n, data[n]) for n in self.feature_names]
+            cols = [self._column(n, data[n], categories) for n in self.feature_names]
             if cols and any(c.shape != cols[0].shape for c in cols):
                 raise BundleError("input columns have different lengths")
             return np.ascontiguousarray(np.column_stack(cols) if cols else np.empty((0, 0)), dtype=np.float64)
@@ -236,7 +246,7 @@ class Bundle:
             out += np.asarray(self._aggregator.predict(np.hstack([X64, phi]), margin=True), dtype=np.float64)
         return out
 
-    def predict(self, data: Any, *, output: str = "prediction") -> np.ndarray:
+    def predict(self, data: Any, *, output: str = "prediction", categories: str = "values") -> np.ndarray:
         """Score many rows.
 
         Parameters
@@ -244,11 +254,14 @@ class Bundle:
         data : DataFrame, mapping of columns, or 2-D array in manifest order.
         output : ``"prediction"`` (probability for classifiers, value for regression)
             or ``"margin"`` (raw score before the link function).
+        categories : how a DataFrame's or mapping's categorical columns are read:
+            ``"values"`` (the category values, matched to the stored categories) or
+            ``"codes"`` (the integer codes the model was trained on).  Arrays are codes.
         """
         if type(data) is np.ndarray and data.dtype == np.float32 and data.ndim == 2 and data.shape[1:] == self._row_shape:
             X = data  # float32 is exact in either feature type: no float64 copy
         else:
-            X = self.matrix(data)
+            X = self.matrix(data, categories=categories)
         margin = self.predict_margin_matrix(X)
         if output == "margin":
             return margin
@@ -311,14 +324,19 @@ def category_code(lookup: dict, value, name: str = "?") -> float:
     return math.nan if code is None else float(code)
 
 
-def _read_manifest(path: Path) -> dict:
+def _read_manifest_bytes(path: Path) -> bytes:
     mpath = path / "manifest.json"
     if not path.exists():
         raise BundleError(f"bundle not found: {path}")
     if not mpath.is_file():
         raise BundleError(f"{path} is not a fecc bundle (no manifest.json)")
+    return mpath.read_bytes()
+
+
+def _parse_manifest(path: Path, raw: bytes) -> dict:
+    mpath = path / "manifest.json"
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"manifest.json of {path} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -329,6 +347,10 @@ def _read_manifest(path: Path) -> dict:
             f"(supports {FORMAT_VERSION}); use a matching fecc_runtime"
         )
     return manifest
+
+
+def _read_manifest(path: Path) -> dict:
+    return _parse_manifest(path, _read_manifest_bytes(path))
 
 
 def verify_files(path: Path, manifest: dict) -> None:
@@ -371,20 +393,39 @@ def replay_parity(bundle: Bundle) -> None:
         )
 
 
-def load(path: str | Path, *, verify: bool = True) -> Bundle:
+def load(path: str | Path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     """Load a bundle, verify every file's sha256 and replay its parity vectors.
+
+    Parameters
+    ----------
+    trusted_keys : Ed25519 public keys (PEM file paths, PEM bytes or key objects).  When
+        given, the bundle must carry a ``manifest.sig`` made by one of them over the exact
+        bytes of its manifest (see :mod:`fecc_runtime.signing`), and its files are always
+        hash-checked.  ``None`` (the default) accepts signed and unsigned bundles alike and
+        never imports ``cryptography``.
 
     Raises
     ------
     BundleError
         The bundle is missing, tampered with, of an unsupported format version, or its
         compiled code does not reproduce the recorded predictions on this machine.
+    BundleSignatureError
+        (a ``BundleError``) trusted keys are configured and the bundle is unsigned, its
+        signature does not match its manifest, or its key is not one of them.
     """
     path = Path(path)
-    manifest = _read_manifest(path)
-    if verify:
+    raw = _read_manifest_bytes(path)
+    signer = None
+    if trusted_keys is not None:
+        from .signing import verify_manifest
+
+        # the signature covers these exact bytes, and these bytes are what gets parsed
+        signer = verify_manifest(path, raw, trusted_keys)
+    manifest = _parse_manifest(path, raw)
+    if verify or signer is not None:
         verify_files(path, manifest)
     bundle = Bundle(path, manifest)
+    bundle.signed_by = signer
     if verify:
         replay_parity(bundle)
     return bundle
