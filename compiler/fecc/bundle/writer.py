@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..outputs import check_output_parent
 
 # the runtime owns the format: what it verifies is what the compiler writes
 from fecc_runtime.bundle import FORMAT, FORMAT_VERSION, sha256_file
@@ -35,23 +36,31 @@ class BundleWriter:
     ----------
     target : final bundle directory.
     force : replace an existing bundle at ``target`` (never a directory that is not a bundle).
+    sign_key : an Ed25519 private key (``cryptography`` object); :meth:`publish` then writes
+        ``manifest.sig`` beside the manifest (format: :mod:`fecc_runtime.signing`).
     """
 
-    def __init__(self, target: str | Path, *, force: bool = False):
+    def __init__(self, target: str | Path, *, force: bool = False, sign_key=None):
         self.target = Path(target)
         self.force = force
-        if self.target.exists():
-            if not self.target.is_dir():
-                raise UserError(f"output path exists and is not a directory: {self.target}")
-            is_bundle = (self.target / "manifest.json").is_file()
-            if any(self.target.iterdir()) and not (force and is_bundle):
-                hint = "pass --force to replace it" if is_bundle else "it is not a fecc bundle; choose another path"
-                raise UserError(f"output directory {self.target} already exists and is not empty; {hint}")
-        parent = self.target.parent if str(self.target.parent) else Path(".")
-        if not parent.exists():
-            raise UserError(f"parent directory of the output does not exist: {parent}")
+        self.sign_key = sign_key
+        self.check_target(self.target, force)
         self.root: Path | None = None
         self._published = False
+
+    @staticmethod
+    def check_target(target: str | Path, force: bool = False) -> None:
+        """Refuse, before any work, an output path the bundle cannot be published at."""
+        target = Path(target)
+        if target.exists():
+            if not target.is_dir():
+                raise UserError(f"output path exists and is not a directory: {target}")
+            is_bundle = (target / "manifest.json").is_file()
+            if any(target.iterdir()) and not (force and is_bundle):
+                hint = "pass --force to replace it" if is_bundle else "it is not a fecc bundle; choose another path"
+                raise UserError(f"output directory {target} already exists and is not empty; {hint}")
+        # an output under a regular file, or in a directory that does not exist
+        check_output_parent(target, "the bundle")
 
     def __enter__(self) -> "BundleWriter":
         parent = self.target.parent if str(self.target.parent) else Path(".")
@@ -83,15 +92,21 @@ class BundleWriter:
     def publish(self, manifest: dict, verify=None) -> Path:
         """Hash every staged file into ``manifest["files"]``, write it, and move the bundle into place.
 
-        ``verify(staging_dir)`` runs on the complete staged bundle first; if it raises,
-        nothing is published.
+        ``verify(staging_dir)`` runs on the complete staged bundle (signed, with a
+        ``sign_key``) first; if it raises, nothing is published.
         """
         files = {}
         for p in sorted(self.root.rglob("*")):
             if p.is_file() and p.name != "manifest.json":
                 files[p.relative_to(self.root).as_posix()] = sha256_file(p)
         manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, files=files)
-        (self.root / "manifest.json").write_text(dumps_manifest(manifest), encoding="utf-8")
+        data = dumps_manifest(manifest).encode("utf-8")
+        (self.root / "manifest.json").write_bytes(data)
+        if self.sign_key is not None:
+            # over the exact manifest bytes; Ed25519 is deterministic, so the bytes stay reproducible
+            from fecc_runtime.signing import SIGNATURE_FILE, signature_bytes
+
+            (self.root / SIGNATURE_FILE).write_bytes(signature_bytes(data, self.sign_key))
         if verify is not None:
             verify(self.root)
         os.chmod(self.root, 0o755)  # mkdtemp makes it 0700
