@@ -1,14 +1,18 @@
 """Reading the user's table (parquet or CSV) and lining it up with the legacy model.
 
 Every mistake a user can make with a table is caught here and reported as one
-:class:`~fecc.errors.UserError` line: missing file, empty table, missing feature
-columns, non-numeric columns, a missing or unusable target.
+:class:`~fecc.errors.UserError` line: missing file, empty table, duplicate column
+names, missing feature columns, non-numeric columns, category codes given where the
+model stored category values (and the reverse), a missing or unusable target.
+
+:func:`read_table` reads a whole table (compile); :class:`TableStream` reads one in
+batches of rows with bounded memory (``fecc score``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,8 +26,7 @@ from ..errors import UserError
 TARGET_CANDIDATES = ("target", "label", "y", "class", "outcome")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a parquet or CSV file (``.csv``, ``.csv.gz``, ``.tsv``; parquet by magic bytes)."""
+def _check_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise UserError(f"data file not found: {path}")
@@ -31,22 +34,68 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"data path is a directory, expected a parquet or CSV file: {path}")
     if path.stat().st_size == 0:
         raise UserError(f"data file is empty: {path}")
+    return path
+
+
+def _table_kind(path: Path) -> str:
+    """``parquet`` (by magic bytes or name), ``tsv``, ``txt`` (delimiter sniffed) or ``csv``."""
     with open(path, "rb") as fh:
         magic = fh.read(4)
     name = path.name.lower()
+    if magic == b"PAR1" or name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    return "txt" if name.endswith(".txt") else "csv"
+
+
+def _csv_options(kind: str) -> dict:
+    return {"tsv": {"sep": "\t"}, "txt": {"sep": None, "engine": "python"}}.get(kind, {})
+
+
+def _read_error(path: Path, kind: str, exc: Exception) -> UserError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"cannot read {path} as {'parquet' if kind == 'parquet' else 'CSV'}: {first}")
+
+
+def header_names(path: Path, kind: str) -> list[str]:
+    """The column names exactly as the file states them (pandas would rename a duplicate ``a`` to ``a.1``).
+
+    Parquet: the schema's field names; CSV: the first row, read as text.
+    """
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return [str(n) for n in pq.read_schema(path).names]
+    head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **_csv_options(kind))
+    return ["" if v is None else str(v) for v in head.iloc[0].tolist()] if len(head) else []
+
+
+def _check_unique(names: Sequence[str], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for n in names:
+        if n != "":  # blank CSV headers are pandas' "Unnamed: i", never a feature
+            seen[n] = seen.get(n, 0) + 1
+    dupes = [f"{n!r} ({k} columns)" for n, k in seen.items() if k > 1]
+    if dupes:
+        raise UserError(f"duplicate column name(s) in {path}: {', '.join(dupes)}; "
+                        "rename them so that each name means one column")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a parquet or CSV file (``.csv``, ``.csv.gz``, ``.tsv``; parquet by magic bytes)."""
+    path = _check_file(path)
+    kind = _table_kind(path)
     try:
-        if magic == b"PAR1" or name.endswith((".parquet", ".pq")):
+        _check_unique(header_names(path, kind), path)
+        if kind == "parquet":
             df = pd.read_parquet(path)
-        elif name.endswith((".tsv", ".tsv.gz")):
-            df = pd.read_csv(path, sep="\t")
         else:
-            df = pd.read_csv(path, sep=None, engine="python") if name.endswith(".txt") else pd.read_csv(path)
+            df = pd.read_csv(path, **_csv_options(kind))
     except UserError:
         raise
     except Exception as exc:  # pyarrow/pandas raise many types; the message is what matters
-        kind = "parquet" if magic == b"PAR1" or name.endswith((".parquet", ".pq")) else "CSV"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read {path} as {kind}: {first}") from None
+        raise _read_error(path, kind, exc) from None
     if df.shape[0] == 0:
         raise UserError(f"data file has no rows: {path}")
     df.columns = [str(c) for c in df.columns]
@@ -54,6 +103,101 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if dupes:
         raise UserError(f"duplicate column name(s) in {path}: {', '.join(dupes)}")
     return df
+
+
+class TableStream:
+    """A parquet or CSV table read in batches of rows, with bounded memory.
+
+    Parquet is read row group by row group (``ParquetFile.iter_batches``, buffered
+    column reads, only the columns asked for); CSV in chunks of rows.  The checks of
+    :func:`read_table` (missing or empty file, duplicate column names) run when the
+    stream is opened, before any row is read.
+
+    Attributes
+    ----------
+    columns : the table's column names, in file order.
+    num_rows : number of rows (parquet, from its footer), ``None`` for CSV.
+    """
+
+    #: bytes of read buffer per parquet column chunk (instead of whole column chunks at once)
+    PARQUET_BUFFER = 1 << 22
+
+    def __init__(self, path: str | Path):
+        self.path = _check_file(path)
+        self.kind = _table_kind(self.path)
+        self.num_rows: int | None = None
+        try:
+            names = header_names(self.path, self.kind)
+            if self.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                self._pf = pq.ParquetFile(self.path, buffer_size=self.PARQUET_BUFFER)
+                self.num_rows = int(self._pf.metadata.num_rows)
+        except Exception as exc:
+            raise _read_error(self.path, self.kind, exc) from None
+        _check_unique(names, self.path)
+        # as pandas names them: a blank CSV header is "Unnamed: i"
+        self.columns = [n if n != "" or self.kind == "parquet" else f"Unnamed: {i}" for i, n in enumerate(names)]
+        if self.num_rows == 0:
+            raise UserError(f"data file has no rows: {self.path}")
+
+    def batches(self, columns: Sequence[str], *, batch_rows: int, text_columns: Sequence[str] = ()) -> Iterator["Batch"]:
+        """Yield :class:`Batch` es of at most ``batch_rows`` rows holding ``columns``, in file row order.
+
+        From a CSV, ``text_columns`` are read as text (copied exactly as written) and
+        the others as pandas parses them; parquet columns keep their types.
+        """
+        cols = list(dict.fromkeys(columns))
+        text = [c for c in cols if c in set(text_columns)]
+        try:
+            if self.kind == "parquet":
+                import pyarrow as pa
+
+                for batch in self._pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=True):
+                    if batch.num_rows:
+                        yield Batch(table=pa.Table.from_batches([batch]))
+                return
+            reader = pd.read_csv(self.path, usecols=cols, chunksize=batch_rows, dtype={c: str for c in text},
+                                 **_csv_options(self.kind))
+            with reader:
+                for chunk in reader:
+                    chunk.columns = [str(c) for c in chunk.columns]
+                    yield Batch(frame=chunk.reset_index(drop=True), text=frozenset(text))
+        except UserError:
+            raise
+        except Exception as exc:
+            raise _read_error(self.path, self.kind, exc) from None
+
+
+class Batch:
+    """Rows of a :class:`TableStream`: a ``pyarrow.Table`` (parquet) or a pandas frame (CSV)."""
+
+    def __init__(self, *, table=None, frame: pd.DataFrame | None = None, text: frozenset = frozenset()):
+        self._table, self._frame, self._text = table, frame, text
+        self.num_rows = table.num_rows if table is not None else len(frame)
+
+    def frame(self, columns: Sequence[str]) -> pd.DataFrame:
+        """These columns as pandas reads them (``pd.read_parquet`` / ``pd.read_csv``), index 0..n-1."""
+        if self._table is not None:
+            return self._table.select(list(dict.fromkeys(columns))).to_pandas()
+        return self._frame[list(dict.fromkeys(columns))]
+
+    def arrow(self, columns: Sequence[str]):
+        """These columns as a ``pyarrow.Table`` with one type per column for the whole stream:
+        parquet's own types; from a CSV, text for the text columns, float64 for the others."""
+        import pyarrow as pa
+
+        if self._table is not None:
+            return self._table.select(list(columns))
+        arrays = []
+        for c in columns:
+            col = self._frame[c]
+            if c in self._text:
+                arrays.append(pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True))
+            else:
+                arrays.append(pa.array(pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64),
+                                       type=pa.float64(), from_pandas=True))
+        return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 @dataclass
@@ -131,15 +275,26 @@ def _resolve_features(
     return names
 
 
-def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> tuple[pd.Series, list | None]:
+def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str],
+                    mode: str = "values") -> tuple[pd.Series, list | None]:
     """Integer codes (float64, NaN = missing or unseen) for a categorical feature.
 
     With the category values the model stored, a value's code is its position there
-    (values never seen in training become NaN: XGBoost's missing branch).  Without
-    them, numeric columns already are the codes the trees test, and a pandas category
-    column keeps its own codes (its category order must be the training order).
+    (values never seen in training become NaN: XGBoost's missing branch); when most
+    values match no stored category the column is refused (it probably holds codes).
+    ``mode="codes"`` reads the column as the codes themselves (``--categories codes``).
+    Without stored values, numeric columns already are the codes the trees test, and a
+    pandas category column keeps its own codes (its category order must be the
+    training order).
     """
     name = col.name
+    if stored is not None and mode == "codes":
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise UserError(f"categorical feature {name!r} holds {col.dtype} values, but --categories codes "
+                            "reads integer category codes; drop --categories codes to read category values")
+        codes = col.astype(np.float64)
+        check_codes(str(name), codes.to_numpy(), len(stored), notes)
+        return codes, list(stored)
     if stored is not None:
         # the runtime's rule (exact value, then its string form), so served codes match these
         lookup = category_lookup(stored)
@@ -148,9 +303,10 @@ def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> t
             codes = values.map(lambda v: category_code(lookup, v, str(name)) if not _isna(v) else np.nan)
         except BundleError as exc:
             raise UserError(str(exc)) from None
-        unseen = int((codes.isna() & values.notna()).sum())
-        if unseen:
-            notes.append(f"categorical feature {name!r}: {unseen} value(s) not seen in training score as missing")
+        present = values.map(lambda v: not _isna(v)).to_numpy(dtype=bool)
+        matched = int(codes.notna().sum())
+        check_matches(str(name), matched, int(present.sum()), len(stored),
+                      values[present & codes.isna().to_numpy()], notes)
         return codes.astype(np.float64), list(stored)
     if isinstance(col.dtype, pd.CategoricalDtype):
         notes.append(f"categorical feature {name!r}: the model stored no category list; using the column's "
@@ -163,6 +319,51 @@ def _category_codes(col: pd.Series, stored: tuple | None, notes: list[str]) -> t
         f"categorical feature {name!r} holds {col.dtype} values but the model stored no category list; "
         "pass integer codes or a pandas category column in the training order"
     )
+
+
+def _looks_like_codes(values, n_categories: int) -> bool:
+    nums = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    return bool(len(nums)) and bool(np.all((nums >= 0) & (nums < n_categories) & (nums == np.floor(nums))))
+
+
+def check_matches(name: str, matched: int, present: int, n_categories: int, unmatched, notes: list[str]) -> None:
+    """Refuse a categorical column whose values mostly match no stored category; note the few that don't.
+
+    ``present``: non-missing values; ``matched``: those found among the ``n_categories``
+    stored values; ``unmatched``: (a sample of) the values not found.
+    """
+    if not present or matched == present:
+        return
+    unseen = present - matched
+    if matched * 2 < present:
+        head = (f"categorical feature {name!r}: only {matched} of {present} values match one of the "
+                f"model's {n_categories} stored categories")
+        sample = list(unmatched)[:1000]
+        if _looks_like_codes(sample, n_categories):
+            raise UserError(f"{head}; the others look like category codes (integers 0..{n_categories - 1}): "
+                            "pass --categories codes to read codes, or give the category values")
+        shown = ", ".join(repr(_plain(v)) for v in list(dict.fromkeys(sample))[:3])
+        raise UserError(f"{head} ({shown}, ... are not among them); give the values the model was trained on "
+                        "(or pass --categories codes if the column holds codes)")
+    notes.append(f"categorical feature {name!r}: {unseen} value(s) not seen in training score as missing")
+
+
+def check_codes(name: str, codes: np.ndarray, n_categories: int, notes: list[str]) -> None:
+    """With ``--categories codes``: refuse a column whose values are mostly not codes 0..n-1 of a stored category."""
+    v = codes[~np.isnan(codes)]
+    valid = int(((v >= 0) & (v < n_categories) & (v == np.floor(v))).sum())
+    check_codes_counts(name, valid, int(v.size), n_categories, notes)
+
+
+def check_codes_counts(name: str, valid: int, present: int, n_categories: int, notes: list[str]) -> None:
+    """:func:`check_codes` on counts: ``valid`` of the ``present`` (non-missing) values are codes 0..n-1."""
+    if present and valid * 2 < present:
+        raise UserError(f"categorical feature {name!r}: --categories codes, but only {valid} of {present} values are "
+                        f"codes of the model's {n_categories} stored categories (integers 0..{n_categories - 1}); "
+                        "drop --categories codes to read category values")
+    if valid < present:
+        notes.append(f"categorical feature {name!r}: {present - valid} value(s) are not codes 0..{n_categories - 1} "
+                     "of a stored category; the trees test them as they are (an unseen category)")
 
 
 def _isna(v) -> bool:
@@ -178,14 +379,14 @@ def _plain(v):
 
 
 def _numeric_features(df: pd.DataFrame, names: list[str], categories: dict[str, tuple | None],
-                      notes: list[str]) -> tuple[pd.DataFrame, dict[str, list | None]]:
+                      notes: list[str], mode: str = "values") -> tuple[pd.DataFrame, dict[str, list | None]]:
     bad = []
     cols = {}
     used: dict[str, list | None] = {}
     for name in names:
         col = df[name]
         if name in categories:
-            cols[name], used[name] = _category_codes(col, categories[name], notes)
+            cols[name], used[name] = _category_codes(col, categories[name], notes, mode)
             continue
         if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             cols[name] = col.astype(np.float64)
@@ -223,6 +424,28 @@ def _target_values(series: pd.Series, task: str) -> np.ndarray:
     return y
 
 
+#: Cross-validation folds of the search (its ``n_folds`` option) when nothing else is said.
+CV_FOLDS = 5
+
+
+def check_search_target(y: np.ndarray, task: str, name: str | None, folds: int = CV_FOLDS) -> None:
+    """Refuse a target the search cannot learn from: one constant value, or (binary) a class
+    with fewer rows than cross-validation folds, which leaves a fold without that class."""
+    y = np.asarray(y, dtype=np.float64)
+    label = f"target column {name!r}" if name else "the target"
+    values, counts = np.unique(y, return_counts=True)
+    if len(values) == 1:
+        if task == "binary":
+            raise UserError(f"{label} has one class only (all {len(y)} rows are {values[0]:g}); "
+                            "the search needs rows of both classes")
+        raise UserError(f"{label} is constant (all {len(y)} rows are {values[0]:g}); the search has nothing to learn")
+    if task == "binary":
+        for v, c in zip(values, counts):
+            if c < folds:
+                raise UserError(f"{label} has only {c} row(s) of class {v:g}; the search needs at least {folds} "
+                                f"of each class, one per cross-validation fold")
+
+
 def prepare(
     df: pd.DataFrame,
     *,
@@ -233,13 +456,19 @@ def prepare(
     feature_names: Sequence[str] | None = None,
     categorical: dict[str, tuple | None] | None = None,
     need_target: bool = True,
+    categories: str = "values",
 ) -> Dataset:
     """Line up ``df`` with the model: feature columns in model order, target checked.
 
     Every feature becomes float64.  ``categorical`` maps the features the model splits
     on categorically to the category values it stored (or ``None``); their values
-    become the integer codes the trees test (see :func:`_category_codes`).
+    become the integer codes the trees test (see :func:`_category_codes`; with
+    ``categories="codes"`` the columns hold those codes already).  Without
+    ``need_target`` (compile only) a target column that the search would refuse gets a
+    note instead of an error.
     """
+    if categories not in ("values", "codes"):
+        raise UserError(f"--categories must be 'values' or 'codes', got {categories!r}")
     notes: list[str] = []
     names_for_target = feature_names or model_feature_names or []
     tcol = None
@@ -253,8 +482,13 @@ def prepare(
             if target is not None:
                 raise
     names = _resolve_features(df, model_feature_names, num_feature, feature_names, tcol, notes)
-    X, used = _numeric_features(df, names, dict(categorical or {}), notes)
+    X, used = _numeric_features(df, names, dict(categorical or {}), notes, categories)
     y = _target_values(df[tcol], task) if tcol is not None and need_target else None
+    if tcol is not None and not need_target:
+        try:
+            check_search_target(_target_values(df[tcol], task), task, tcol)
+        except UserError as exc:
+            notes.append(f"{exc} (not needed to compile the legacy model alone; the search would stop here)")
     inf = int(np.isinf(X.to_numpy()).sum()) if len(X.columns) else 0
     if inf:
         notes.append(f"{inf} infinite feature value(s): kept, compared like any number (XGBoost semantics)")
