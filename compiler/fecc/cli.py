@@ -81,11 +81,17 @@ def main():
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
 @click.option("--trees", type=click.Choice(["c", "onnx"]), default="c", show_default=True,
               help="Tree target: c (compiled C, gcc) or onnx (ai.onnx.ml TreeEnsemble graph, served by onnxruntime).")
+@click.option("--categories", type=click.Choice(["values", "codes"]), default="values", show_default=True,
+              help="Categorical columns hold the category values (matched to the model's stored categories) "
+                   "or the integer codes the model was trained on.")
+@click.option("--sign-key", default=None, type=click.Path(dir_okay=False),
+              help="Ed25519 private key (PEM, as `openssl genpkey -algorithm ed25519` writes it) that signs the "
+                   "bundle's manifest (manifest.sig).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def compile_cmd(model, data, out, target, feature_names, search, llm, record, llm_max_calls, llm_max_tokens,
                 llm_max_seconds, llm_temperature, seed, regions, iterations,
-                time_budget, settings, trees, force, quiet):
+                time_budget, settings, trees, categories, sign_key, force, quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
     from .driver import CompileOptions, compile_bundle
 
@@ -98,7 +104,8 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
         opts = CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
                               seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
                               llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
-                              llm_temperature=llm_temperature, trees=trees)
+                              llm_temperature=llm_temperature, trees=trees, categories=categories,
+                              sign_key=sign_key)
         summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 
@@ -108,16 +115,24 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
 @main.command("score")
 @click.argument("bundle", type=click.Path())
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Scores file (.parquet or .csv).")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Scores file (.parquet or .csv), written atomically.")
 @click.option("--keep", multiple=True, help="Copy this input column into the output (repeatable), e.g. an id.")
 @click.option("--margin", is_flag=True, help="Write raw margins instead of probabilities/values.")
-@click.option("-q", "--quiet", is_flag=True)
-def score_cmd(bundle, data, out, keep, margin, quiet):
-    """Score DATA with BUNDLE through fecc_runtime (verifies the bundle first)."""
+@click.option("--categories", type=click.Choice(["values", "codes"]), default="values", show_default=True,
+              help="Categorical columns hold the category values or the integer codes the model was trained on.")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="Ed25519 public key (PEM) whose signature the bundle must carry (repeatable: any one of them).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def score_cmd(bundle, data, out, keep, margin, categories, trusted_keys, quiet):
+    """Score DATA with BUNDLE through fecc_runtime (verifies the bundle first).
+
+    Streams DATA (parquet row groups, CSV chunks) with bounded memory; a progress bar
+    on a terminal.
+    """
     from .driver import score
 
     _run(lambda: score(bundle, data, out, keep=tuple(keep), output="margin" if margin else "prediction",
-                       progress=_progress(quiet)))
+                       categories=categories, trusted_keys=tuple(trusted_keys) or None, progress=_progress(quiet)))
 
 
 @main.command("inspect")

@@ -17,6 +17,7 @@ import pandas as pd
 from . import __version__
 from .errors import CompileError, UserError
 from .frontend import Dataset, load_legacy_model, prepare, read_table, reference_margin
+from .frontend.table import CV_FOLDS, check_search_target
 
 Progress = Callable[[str], None]
 
@@ -49,6 +50,10 @@ class CompileOptions:
     trees : how tree ensembles (legacy, aggregator) are lowered: ``"c"`` (treelite + tl2cgen C and fecc's
         array engine, compiled with gcc) or ``"onnx"`` (one ai.onnx.ml TreeEnsemble graph served by
         onnxruntime; see :mod:`fecc.lower.onnx_trees`).
+    categories : how the table's categorical feature columns are read when the model stored category
+        values: ``"values"`` (the category values; refused when most match no stored category) or
+        ``"codes"`` (the integer codes the model was trained on).
+    sign_key : Ed25519 private key (PEM file) that signs the bundle's manifest (``manifest.sig``).
     """
 
     target: str | None = None
@@ -64,6 +69,8 @@ class CompileOptions:
     llm_max_seconds: float | None = None
     llm_temperature: float = 0.1
     trees: str = "c"
+    categories: str = "values"
+    sign_key: str | None = None
 
     def __post_init__(self):
         if self.search not in ("nsr", "none"):
@@ -76,6 +83,8 @@ class CompileOptions:
             raise UserError(f"--llm-temperature must be between 0 and 2, got {self.llm_temperature!r}")
         if self.trees not in ("c", "onnx"):
             raise UserError(f"--trees must be 'c' or 'onnx', got {self.trees!r}")
+        if self.categories not in ("values", "codes"):
+            raise UserError(f"--categories must be 'values' or 'codes', got {self.categories!r}")
 
 
 def _float32_view(X: pd.DataFrame) -> pd.DataFrame:
@@ -149,6 +158,13 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
 
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
+    # the output path and the signing key are checked before any work
+    BundleWriter.check_target(out, options.force)
+    sign_key = None
+    if options.sign_key is not None:
+        from .bundle.signing import load_signing_key
+
+        sign_key = load_signing_key(options.sign_key)
     model = load_legacy_model(model_path)
     say(f"model: {model.format} {model.objective}, {model.num_trees} trees, {model.num_feature} features")
     df = read_table(data_path)
@@ -156,7 +172,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     ds = prepare(
         df, model_feature_names=model.feature_names, num_feature=model.num_feature, task=model.task,
         target=options.target, feature_names=options.feature_names, categorical=categorical,
-        need_target=options.search != "none",
+        need_target=options.search != "none", categories=options.categories,
     )
     for note in ds.notes:
         say(f"note: {note}")
@@ -166,9 +182,14 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             f"the NSR search supports binary and regression models, not {model.task} ({model.objective}); "
             "use --search none to compile the legacy model alone"
         )
+    if options.search == "nsr":
+        try:
+            check_search_target(ds.y, model.task, ds.target, folds=int(options.search_options.get("n_folds", CV_FOLDS)))
+        except UserError as exc:
+            raise UserError(f"{exc}; use --search none to compile the legacy model alone") from None
     X = _float32_view(ds.X)
 
-    with BundleWriter(out, force=options.force) as bw:
+    with BundleWriter(out, force=options.force, sign_key=sign_key) as bw:
         lower_trees = tree_lowering(options.trees)
         say("lowering legacy trees to C (treelite + tl2cgen) and compiling with gcc" if options.trees == "c"
             else "lowering legacy trees to ONNX (ai.onnx.ml TreeEnsemble)")
@@ -228,17 +249,20 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         ))
         # the staged bundle must load through the runtime exactly as a server would
         # (hashes + parity replay against the reference) before it is published
-        bw.publish(manifest, verify=_verify_staged)
+        bw.publish(manifest, verify=lambda staged: _verify_staged(staged, sign_key))
     summary = dict(metrics, path=str(out), gate=manifest["gate"]["decision"])
     say(f"bundle written to {out} ({summary['gate']}, {metrics['compile_seconds']} s)")
     return summary
 
 
-def _verify_staged(path: Path) -> None:
+def _verify_staged(path: Path, sign_key=None) -> None:
     import fecc_runtime
 
     try:
-        fecc_runtime.load(path)
+        # a signed bundle must verify against its own key, as a server configured with it would
+        fecc_runtime.load(path, trusted_keys=None if sign_key is None else [sign_key.public_key()])
+    except fecc_runtime.BundleSignatureError as exc:
+        raise CompileError(f"the signed bundle does not verify: {exc}") from None
     except fecc_runtime.BundleError as exc:
         raise CompileError(f"the compiled bundle does not reproduce the reference predictions: {exc}") from None
 
@@ -262,38 +286,192 @@ def _example_row(ds: Dataset) -> str:
     return repr(row)[:-1] + (", ...}" if len(ds.feature_names) > 3 else "}")
 
 
+#: Rows per batch when ``fecc score`` streams a table (about 20 MB of float64 for 10 features).
+SCORE_BATCH_ROWS = 1 << 18
+
+
+def _scores_kind(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise UserError(f"output file must end in .parquet or .csv, got {out.name}")
+
+
+class _CategoryTally:
+    """Per categorical feature, over the whole table: values present, values matched (or valid codes), a sample
+    of the unmatched ones — decided once every batch is scored (see :func:`fecc.frontend.table.check_matches`)."""
+
+    def __init__(self, bundle, mode: str):
+        self.mode = mode
+        self.n_categories = {f["name"]: len(f["categories"]) for f in bundle.manifest["features"]
+                             if f.get("categories") is not None}
+        self.index = {name: bundle.feature_names.index(name) for name in self.n_categories}
+        self.present = dict.fromkeys(self.n_categories, 0)
+        self.matched = dict.fromkeys(self.n_categories, 0)
+        self.sample: dict[str, list] = {name: [] for name in self.n_categories}
+
+    def check_dtypes(self, frame: pd.DataFrame) -> None:
+        if self.mode != "codes":
+            return
+        for name in self.n_categories:
+            col = frame[name]
+            if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+                raise UserError(f"categorical feature {name!r} holds {col.dtype} values, but --categories codes "
+                                "reads integer category codes; drop --categories codes to read category values")
+
+    def add(self, frame: pd.DataFrame, X: np.ndarray) -> None:
+        for name, n in self.n_categories.items():
+            code = X[:, self.index[name]]
+            if self.mode == "codes":
+                present = ~np.isnan(code)
+                v = code[present]
+                self.present[name] += int(present.sum())
+                self.matched[name] += int(((v >= 0) & (v < n) & (v == np.floor(v))).sum())
+                continue
+            present = frame[name].notna().to_numpy()
+            unmatched = present & np.isnan(code)
+            self.present[name] += int(present.sum())
+            self.matched[name] += int(present.sum() - unmatched.sum())
+            if unmatched.any() and len(self.sample[name]) < 1000:
+                self.sample[name].extend(frame[name].to_numpy(dtype=object)[unmatched][:1000].tolist())
+
+    def check(self, notes: list[str]) -> None:
+        from .frontend.table import check_codes_counts, check_matches
+
+        for name, n in self.n_categories.items():
+            if self.mode == "codes":
+                check_codes_counts(name, self.matched[name], self.present[name], n, notes)
+            else:
+                check_matches(name, self.matched[name], self.present[name], n, self.sample[name], notes)
+
+
 def score(bundle_path: str | Path, data_path: str | Path, out: str | Path, *, keep: tuple[str, ...] = (),
-          output: str = "prediction", progress: Progress | None = None) -> int:
-    """Score a table with a bundle through the runtime; write parquet or CSV (by extension). Returns rows scored."""
+          output: str = "prediction", categories: str = "values", trusted_keys=None,
+          batch_rows: int = SCORE_BATCH_ROWS, progress: Progress | None = None) -> int:
+    """Score a table with a bundle through the runtime; write parquet or CSV (by extension). Returns rows scored.
+
+    The table is streamed: parquet row group by row group, CSV in chunks, ``batch_rows``
+    rows at a time, so memory stays bounded whatever the table's size; the scores go to
+    a temporary file beside ``out`` (a ``ParquetWriter`` appends each batch) that is
+    renamed onto ``out`` only once every row is scored.  A failure at any point leaves
+    whatever was at ``out`` untouched.  Rows keep the table's order; ``keep`` columns
+    come first (from parquet with their types, from a CSV as the text written there),
+    then the scores.  ``categories`` says how categorical columns are read (``values``
+    or ``codes``); ``trusted_keys`` (public key PEM paths) makes the bundle's signature
+    mandatory.  Every problem is a :class:`~fecc.errors.UserError` line.
+    """
     import fecc_runtime
 
+    from .frontend.table import TableStream
+    from .outputs import AtomicFile, check_output_parent
+
     say = progress or (lambda msg: None)
+    out = Path(out)
+    kind = _scores_kind(out)
+    if categories not in ("values", "codes"):
+        raise UserError(f"--categories must be 'values' or 'codes', got {categories!r}")
+    if out.is_dir():
+        raise UserError(f"cannot write the scores to {out}: it is a directory; name a .parquet or .csv file")
+    check_output_parent(out, "the scores")
     try:
-        bundle = fecc_runtime.load(bundle_path)
+        bundle = fecc_runtime.load(bundle_path, trusted_keys=list(trusted_keys) if trusted_keys else None)
     except fecc_runtime.BundleError as exc:
         raise UserError(str(exc)) from None
-    df = read_table(data_path)
-    missing_keep = [k for k in keep if k not in df.columns]
+    table = TableStream(data_path)
+    if out.exists() and out.resolve() == table.path.resolve():
+        raise UserError(f"the output {out} is the input data file; write the scores to another file")
+    keep = list(dict.fromkeys(keep))
+    missing_keep = [k for k in keep if k not in table.columns]
     if missing_keep:
         raise UserError(f"--keep column(s) not in the table: {', '.join(missing_keep)}")
+    features = list(bundle.feature_names)
+    missing = [n for n in features if n not in table.columns]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:8])
+        raise UserError(f"input lacks {len(missing)} feature column(s): {shown}")
+    text = [k for k in keep if k not in set(features)]
+    tally = _CategoryTally(bundle, categories)
+    rows_bar = getattr(progress, "rows", None)
+    done = 0
     t0 = time.perf_counter()
-    try:
-        pred = bundle.predict(df, output=output)
-    except fecc_runtime.BundleError as exc:
-        raise UserError(str(exc)) from None
+    with AtomicFile(out, "the scores") as target:
+        sink = _ScoresSink(target.path, kind, out)
+        try:
+            for batch in table.batches(features + text, batch_rows=batch_rows, text_columns=text):
+                frame = batch.frame(features)
+                tally.check_dtypes(frame)
+                try:
+                    X = bundle.matrix(frame, categories=categories)
+                    pred = bundle.predict(X, output=output)
+                except fecc_runtime.BundleError as exc:
+                    raise UserError(str(exc)) from None
+                tally.add(frame, X)
+                names = [output] if pred.ndim == 1 else [f"{output}_{k}" for k in range(pred.shape[1])]
+                clash = [n for n in names if n in keep]
+                if clash:
+                    raise UserError(f"--keep column {clash[0]!r} has the name of a score column; rename it first")
+                sink.write(batch.arrow(keep), names, pred)
+                done += batch.num_rows
+                if rows_bar is not None:
+                    rows_bar(done, table.num_rows, seconds=time.perf_counter() - t0)
+            if done == 0:
+                raise UserError(f"data file has no rows: {table.path}")
+            notes: list[str] = []
+            tally.check(notes)  # refuses before the scores are published
+            sink.close()
+        finally:
+            sink.close()
+        target.commit()
     elapsed = time.perf_counter() - t0
-    result = df[list(keep)].reset_index(drop=True).copy() if keep else pd.DataFrame(index=range(len(df)))
-    if pred.ndim == 2:
-        for k in range(pred.shape[1]):
-            result[f"{output}_{k}"] = pred[:, k]
-    else:
-        result[output] = pred
-    out = Path(out)
-    if out.suffix.lower() in (".csv", ".txt"):
-        result.to_csv(out, index=False)
-    elif out.suffix.lower() in (".parquet", ".pq"):
-        result.to_parquet(out, index=False)
-    else:
-        raise UserError(f"output file must end in .parquet or .csv, got {out.name}")
-    say(f"scored {len(df)} rows in {elapsed:.3f} s ({'legacy + experts' if bundle.uses_experts else 'legacy only'}) -> {out}")
-    return len(df)
+    for note in notes:
+        say(f"note: {note}")
+    say(f"scored {done} rows in {elapsed:.3f} s ({'legacy + experts' if bundle.uses_experts else 'legacy only'}) -> {out}")
+    return done
+
+
+class _ScoresSink:
+    """Appends scored batches to ``path``: a ``ParquetWriter`` (one schema, fixed by the first batch) or CSV text."""
+
+    def __init__(self, path: Path, kind: str, final: Path):
+        self.path, self.kind, self.final = path, kind, final
+        self._writer = None
+        self._fh = None
+        self._schema = None
+
+    def write(self, keep_table, names: list[str], pred: np.ndarray) -> None:
+        import pyarrow as pa
+
+        cols = [pred] if pred.ndim == 1 else [pred[:, k] for k in range(pred.shape[1])]
+        table = pa.Table.from_arrays(
+            list(keep_table.columns) + [pa.array(np.ascontiguousarray(c, dtype=np.float64)) for c in cols],
+            names=list(keep_table.column_names) + list(names))
+        try:
+            if self.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                if self._writer is None:
+                    self._schema = table.schema
+                    self._writer = pq.ParquetWriter(str(self.path), self._schema)
+                elif not table.schema.equals(self._schema):
+                    table = table.cast(self._schema)
+                self._writer.write_table(table)
+            else:
+                first = self._fh is None
+                if first:
+                    self._fh = open(self.path, "w", encoding="utf-8", newline="")
+                table.to_pandas().to_csv(self._fh, header=first, index=False)
+        except OSError as exc:
+            raise UserError(f"cannot write the scores to {self.final}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._fh is not None:
+                self._fh.close()
+        except OSError as exc:
+            raise UserError(f"cannot write the scores to {self.final}: {exc.strerror or exc}") from None
+        finally:
+            self._writer = self._fh = None

@@ -71,6 +71,20 @@ class Reporter:
         elif step.proposal:
             self(format_step(step, bar=False))
 
+    def rows(self, done: int, total: int | None, *, seconds: float = 0.0, label: str = "scoring") -> None:
+        """Rows done of a batch job (``fecc score``): one bar redrawn in place on a terminal,
+        nothing otherwise (logs get the closing summary line only)."""
+        if not self.live:
+            return
+        rate = f" · {done / seconds / 1e6:.2f}M rows/s" if seconds > 0 else ""
+        if total:
+            text = f"{label} {_bar(done, total, 30)} {done:,}/{total:,} rows ({100 * done / total:.0f}%){rate}"
+        else:
+            text = f"{label} {done:,} rows{rate}"
+        self.stream.write(f"\r\x1b[2K{self.prefix}{text}")
+        self._open = True
+        self.stream.flush()
+
     def _close_bar(self) -> None:
         if self._open:
             self.stream.write("\n")
