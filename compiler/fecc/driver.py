@@ -286,8 +286,8 @@ def _example_row(ds: Dataset) -> str:
     return repr(row)[:-1] + (", ...}" if len(ds.feature_names) > 3 else "}")
 
 
-#: Rows per batch when ``fecc score`` streams a table (about 20 MB of float64 for 10 features).
-SCORE_BATCH_ROWS = 1 << 18
+#: Rows per batch when ``fecc score`` streams a table (10 MB of float64 for 10 features).
+SCORE_BATCH_ROWS = 1 << 17
 
 
 def _scores_kind(out: Path) -> str:

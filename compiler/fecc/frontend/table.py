@@ -131,7 +131,8 @@ class TableStream:
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                self._pf = pq.ParquetFile(self.path, buffer_size=self.PARQUET_BUFFER)
+                # no pre-buffering: it reads whole row groups (and the next) ahead, doubling peak memory
+                self._pf = pq.ParquetFile(self.path, buffer_size=self.PARQUET_BUFFER, pre_buffer=False)
                 self.num_rows = int(self._pf.metadata.num_rows)
         except Exception as exc:
             raise _read_error(self.path, self.kind, exc) from None
