@@ -248,3 +248,16 @@ def test_cli_sign_and_score_with_trusted_keys(setup, tmp_path):
     code, _, err = run("compile", d / "model.json", d / "data.parquet", "-o", tmp_path / "c", "--search", "none",
                        "--sign-key", keys["a_pub"])
     assert code == 2 and "fecc: error: signing key" in err and not (tmp_path / "c").exists()
+
+
+def test_cli_inspect_shows_the_signature(setup):
+    d, keys, key_a, _ = setup
+    fp = _fingerprint(key_a)[:23]
+    code, out, _ = run("inspect", d / "signed")
+    assert code == 0 and f"signed:    key {fp}… (not checked: pass --trusted-key" in out
+    code, out, _ = run("inspect", d / "signed", "--trusted-key", keys["a_pub"])
+    assert code == 0 and f"signed:    key {fp}… (verified against --trusted-key)" in out
+    code, out, _ = run("inspect", d / "plain")
+    assert code == 0 and "signed:    no" in out
+    code, _, err = run("inspect", d / "plain", "--trusted-key", keys["a_pub"])
+    assert code == 2 and err.startswith("fecc: error: bundle ") and "is not signed" in err

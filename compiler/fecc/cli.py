@@ -137,17 +137,20 @@ def score_cmd(bundle, data, out, keep, margin, categories, trusted_keys, quiet):
 
 @main.command("inspect")
 @click.argument("bundle", type=click.Path())
-def inspect_cmd(bundle):
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="Ed25519 public key (PEM) whose signature the bundle must carry (repeatable).")
+def inspect_cmd(bundle, trusted_keys):
     """Verify BUNDLE and print what it contains (task, features, gate decision, experts)."""
     import fecc_runtime
 
     def go():
         try:
-            b = fecc_runtime.load(bundle)
+            b = fecc_runtime.load(bundle, trusted_keys=list(trusted_keys) or None)
         except fecc_runtime.BundleError as exc:
             raise UserError(str(exc)) from None
         m = b.manifest
         click.echo(f"{b!r}")
+        click.echo(f"  signed:    {_signature_line(b)}")
         click.echo(f"  objective: {m['task']['objective']} (link {m['task']['link']})")
         click.echo(f"  legacy:    {m['inputs']['model']['file']} sha256 {m['inputs']['model']['sha256'][:16]}…")
         click.echo(f"  gate:      {m['gate']['decision']} — {m['gate'].get('reason', '')}")
@@ -165,6 +168,21 @@ def inspect_cmd(bundle):
         click.echo(f"  verified:  {len(m['files'])} files, {m['parity']['rows']} parity rows")
 
     _run(go)
+
+
+def _signature_line(bundle) -> str:
+    from fecc_runtime.errors import BundleSignatureError
+    from fecc_runtime.signing import read_signature
+
+    if bundle.signed_by:
+        return f"key {bundle.signed_by[:23]}… (verified against --trusted-key)"
+    try:
+        sig = read_signature(bundle.path)
+    except BundleSignatureError as exc:
+        return f"unreadable manifest.sig ({exc})"
+    if sig is None:
+        return "no"
+    return f"key {sig['key'][:23]}… (not checked: pass --trusted-key to require it)"
 
 
 if __name__ == "__main__":  # pragma: no cover
