@@ -170,6 +170,37 @@ def inspect_cmd(bundle, trusted_keys):
     _run(go)
 
 
+@main.command("serve")
+@click.argument("bundle", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind; 0 picks a free one.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes sharing the port.")
+@click.option("--name", default=None, help="Model name in the URLs (default: the bundle directory's name).")
+@click.option("--max-body-mb", default=64.0, show_default=True, type=float, help="Largest request body, MiB.")
+@click.option("--shutdown-timeout", default=30.0, show_default=True, type=float,
+              help="Seconds to finish requests in flight after SIGTERM/SIGINT.")
+@click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
+              help="Ed25519 public key (PEM); the bundle must be signed by one of them (repeatable).")
+@click.option("--access-log", is_flag=True, help="Log every request (costs latency).")
+def serve_cmd(bundle, host, port, workers, name, max_body_mb, shutdown_timeout, trusted_keys, access_log):
+    """Serve BUNDLE over the Open Inference Protocol v2 (KServe/Triton REST) until SIGTERM/SIGINT.
+
+    Needs the runtime's serve extra: pip install 'fecc-runtime[serve]'.
+    """
+    import fecc_runtime
+    from fecc_runtime.serve import ServeError, serve
+
+    def go():
+        try:
+            serve(bundle, host=host, port=port, workers=workers, name=name, max_body_mb=max_body_mb,
+                  shutdown_timeout=shutdown_timeout, access_log=access_log,
+                  trusted_keys=list(trusted_keys) or None)
+        except (fecc_runtime.BundleError, ServeError) as exc:
+            raise UserError(str(exc)) from None
+
+    _run(go)
+
+
 def _signature_line(bundle) -> str:
     from fecc_runtime.errors import BundleSignatureError
     from fecc_runtime.signing import read_signature
