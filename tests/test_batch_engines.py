@@ -202,7 +202,8 @@ def spark():
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the executors' Python must have fecc_runtime
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     session = (SparkSession.builder.master("local[2]").appName("fecc-test")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "2")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "300")  # several batches per partition
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
