@@ -447,3 +447,30 @@ def test_missing_serve_extra_is_a_clear_error(monkeypatch, bundles):
         serve.serve(bundles["credit"], port=0)
     with pytest.raises(serve.ServeError, match="--workers must be at least 1"):
         serve.serve(bundles["credit"], workers=0)
+
+
+def test_trusted_keys_serve_only_a_bundle_they_signed(bundles, tmp_path):
+    serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    pub = tmp_path / "k.pub.pem"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    d = bundles["dir"]
+    compile_bundle(d / "model.json", d / "data.csv", tmp_path / "signed", CompileOptions(search="none",
+                                                                                       sign_key=str(tmp_path / "k.pem")))
+    # the unsigned bundle is refused with one line
+    proc = subprocess.run([sys.executable, "-m", "fecc_runtime.serve", str(bundles["credit"]), "--port", "0",
+                           "--trusted-key", str(pub)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("fecc-serve: error: ") and "sign" in line, line
+    # the signed one is served, by every worker (each checks the signature again)
+    s = Server(["-m", "fecc.cli", "serve", str(tmp_path / "signed"), "--trusted-key", str(pub), "--workers", "2"])
+    try:
+        assert _infer(s.url, "signed", {"inputs": [X6]})[0] == 200
+    finally:
+        assert s.stop() == 0

@@ -705,6 +705,8 @@ def serve(bundle: str | Path, *, host: str = "127.0.0.1", port: int = 8080, work
                         super().handle_int()
 
                 Supervisor(config, sockets=[sock]).run()
+                if not stopped:  # uvicorn's supervisor returns by itself only when a worker could not start
+                    raise ServeError("a worker process failed to start (its error is logged above)")
             finally:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
     finally:
