@@ -474,3 +474,33 @@ def test_trusted_keys_serve_only_a_bundle_they_signed(bundles, tmp_path):
         assert _infer(s.url, "signed", {"inputs": [X6]})[0] == 200
     finally:
         assert s.stop() == 0
+
+
+def test_multiclass_answers_one_value_per_class(bundles, tmp_path):
+    """The protocol layer alone (no server): a 3-class model answers [N, 3]."""
+    import orjson
+    import xgboost as xgb
+
+    from fecc_runtime.serve import ModelService
+
+    df = make_table(n=300, seed=4)
+    df["y"] = pd.cut(df["x0"].fillna(0), [-np.inf, -0.5, 0.5, np.inf], labels=False)
+    xgb.train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2, "nthread": 1},
+              xgb.DMatrix(df[FEATURES], label=df["y"]), num_boost_round=4).save_model(tmp_path / "m.json")
+    df.to_parquet(tmp_path / "m.parquet")
+    compile_bundle(tmp_path / "m.json", tmp_path / "m.parquet", tmp_path / "multi", CompileOptions(search="none"))
+    b = fecc_runtime.load(tmp_path / "multi")
+    service = ModelService(b)
+    assert service.metadata()["outputs"][0]["shape"] == [-1, 3]
+    rows = df[FEATURES].head(7)
+    payload, n = service.infer(orjson.dumps({"inputs": [{"name": "X", "shape": [7, 6], "datatype": "FP64",
+                                                         "data": _flat(rows)}]}))
+    (out,) = orjson.loads(payload)["outputs"]
+    assert n == 7 and out["shape"] == [7, 3]
+    assert np.array_equal(np.array(out["data"]).reshape(7, 3), b.predict(rows))
+    payload, n = service.score(orjson.dumps(_none_for_nan(rows.iloc[0].to_dict())))
+    assert n == 1 and orjson.loads(payload)["prediction"] == b.predict(rows.iloc[[0]])[0].tolist()
+
+
+def _none_for_nan(row: dict) -> dict:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}

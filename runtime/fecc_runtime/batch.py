@@ -24,7 +24,8 @@ import numpy as np
 from .bundle import Bundle, load
 from .errors import BundleError
 
-__all__ = ["cached_bundle", "check_columns", "load_pinned", "manifest_digest", "output_columns", "score_frame"]
+__all__ = ["cached_bundle", "check_columns", "load_pinned", "manifest_digest", "n_outputs", "output_columns",
+           "score_frame"]
 
 _CACHE: dict[tuple[str, str], Bundle] = {}
 _LOCK = threading.Lock()

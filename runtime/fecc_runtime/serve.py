@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .batch import manifest_digest
+from .batch import manifest_digest, n_outputs
 from .bundle import Bundle, load
 from .errors import BundleError
 
@@ -132,9 +132,8 @@ class ModelService:
         self.categorical = frozenset(f["name"] for f in bundle.manifest["features"]
                                      if f.get("categories") is not None)
         self._feature_set = frozenset(self.features)
-        n_out = int(bundle.manifest["legacy"].get("num_class", 1) or 1)
-        # argmax (multi:softmax) answers one class index per row; other multi-class links one value per class
-        self._out_shape = [-1] if n_out == 1 or self.bundle.link == "argmax" else [-1, n_out]
+        n_out = n_outputs(bundle)  # one value per class for multi-class models (argmax: the class index)
+        self._out_shape = [-1] if n_out == 1 else [-1, n_out]
 
     # ------------------------------------------------------------ metadata
     def metadata(self) -> dict:
