@@ -170,6 +170,24 @@ def inspect_cmd(bundle, trusted_keys):
     _run(go)
 
 
+@main.command("audit")
+@click.argument("bundle", type=click.Path())
+@click.option("-o", "--out", default=None, type=click.Path(),
+              help="Write the report here: a self-contained HTML page, or Markdown for a .md path.")
+@click.option("--no-verify", is_flag=True, help="Do not check the files' sha256 against the manifest first.")
+def audit_cmd(bundle, out, no_verify):
+    """Print what BUNDLE does (legacy model, regions, experts, gate, metrics); -o writes the full report."""
+    from .report import audit
+
+    def go():
+        result = audit(bundle, out, verify=not no_verify)
+        click.echo(result.text, nl=False)
+        if result.written is not None:
+            click.echo(f"report written to {result.written}")
+
+    _run(go)
+
+
 @main.command("serve")
 @click.argument("bundle", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")

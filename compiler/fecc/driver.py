@@ -158,6 +158,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
 
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
+    clock = _StageClock()
     # the output path and the signing key are checked before any work
     BundleWriter.check_target(out, options.force)
     sign_key = None
@@ -188,6 +189,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         except UserError as exc:
             raise UserError(f"{exc}; use --search none to compile the legacy model alone") from None
     X = _float32_view(ds.X)
+    clock.done("frontend")
 
     with BundleWriter(out, force=options.force, sign_key=sign_key) as bw:
         lower_trees = tree_lowering(options.trees)
@@ -195,6 +197,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             else "lowering legacy trees to ONNX (ai.onnx.ml TreeEnsemble)")
         legacy_entry = lower_trees(Path(model_path), bw.root, name="legacy", model_format=model.format)
         legacy = tree_engine(bw.root, legacy_entry)
+        clock.done("lower_legacy")
 
         manifest: dict = {
             "compiler": {"name": "fecc", "version": __version__},
@@ -216,6 +219,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         }
         metrics: dict = {}
         pipeline_reference = None  # callable X -> margin, reference implementation
+        bundle_oof = None
         if options.search == "nsr":
             from .search_stage import run_nsr
 
@@ -224,6 +228,8 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             manifest.update(stage.manifest_slots)
             metrics.update(stage.summary)
             pipeline_reference = stage.reference_margin
+            bundle_oof = getattr(stage, "oof_margin", None)  # the ensemble's out-of-fold margin, for the report
+            clock.done("search")
 
         # parity vectors: reference outputs from xgboost (+ IR evaluator and xgboost for experts)
         P = _parity_inputs(X, options.seed)
@@ -237,6 +243,11 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             "expected": bw.save_array("parity/expected.npy", expected),
             "output": "prediction", "atol": PARITY_ATOL, "rows": int(len(inputs)),
         }
+        clock.done("parity")
+        _write_report(bw, manifest, model=model, model_path=Path(model_path), ds=ds, X=X, legacy=legacy,
+                      reference=pipeline_reference, bundle_oof=bundle_oof, out=Path(out), table=df)
+        say("report: report.html, report.md")
+        clock.done("report")
         metrics["compile_seconds"] = round(time.perf_counter() - t0, 1)
         kind = "C" if options.trees == "c" else "ONNX"
         contents = f"legacy trees ({kind})" + (f", experts (numba), aggregator ({kind})" if manifest["experts"] else "")
@@ -250,9 +261,44 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         # the staged bundle must load through the runtime exactly as a server would
         # (hashes + parity replay against the reference) before it is published
         bw.publish(manifest, verify=lambda staged: _verify_staged(staged, sign_key))
+        clock.done("verify_publish")
+    metrics["stage_seconds"] = clock.seconds  # wall times: the summary only, never the bundle
     summary = dict(metrics, path=str(out), gate=manifest["gate"]["decision"])
     say(f"bundle written to {out} ({summary['gate']}, {metrics['compile_seconds']} s)")
     return summary
+
+
+class _StageClock:
+    """Wall seconds per compile stage, for the summary (never the bundle: they are not reproducible)."""
+
+    def __init__(self):
+        self._t = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._t, 3)
+        self._t = now
+
+
+def _write_report(bw, manifest: dict, *, model, model_path: Path, ds: Dataset, X: pd.DataFrame, legacy,
+                  reference, bundle_oof, out: Path, table: pd.DataFrame) -> None:
+    """report.html, report.md and report/ (plots, the curves' data) into the staged bundle."""
+    from .report import collect, write_report
+    from .report.data import report_labels
+    from .search_stage import workdir_for
+
+    def legacy_margin(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(legacy.predict(np.ascontiguousarray(frame.to_numpy(), dtype=np.float32), margin=True),
+                          dtype=np.float64)
+
+    agg = manifest.get("aggregator") or {}
+    agg_json = workdir_for(out) / "aggregator.json" if agg.get("trees") else None
+    y = report_labels(table, ds.target, ds.y, model.task, len(X))
+    data = collect(task=model.task, manifest=manifest, frame=X, y=y, legacy_margin=legacy_margin,
+                   bundle_margin=reference, bundle_oof=bundle_oof, model_path=model_path,
+                   model_format=model.format, aggregator_json=agg_json)
+    write_report(bw, manifest, data)
 
 
 def _verify_staged(path: Path, sign_key=None) -> None:
