@@ -85,6 +85,12 @@ class Bundle:
     signed_by: str | None = None
 
     def __init__(self, path: Path, manifest: dict):
+        try:
+            self._setup(path, manifest)
+        except _MALFORMED as exc:  # a key missing, a value of the wrong type: never a traceback
+            raise _malformed(path, exc) from None
+
+    def _setup(self, path: Path, manifest: dict) -> None:
         from .trees import TreeEngineError, TreeEnsemble
 
         self.path = path
@@ -112,6 +118,10 @@ class Bundle:
                 f"cannot load the compiled library of {path}: {exc} "
                 "(built for another CPU/OS? recompile the bundle on this platform)"
             ) from None
+        n_legacy = getattr(self._legacy, "num_feature", len(self.feature_names))
+        if n_legacy != len(self.feature_names):
+            raise BundleError(f"manifest lists {len(self.feature_names)} features, but the compiled legacy "
+                              f"trees read {n_legacy}")
         # TreeEnsemble.predict_row takes the values of a dict row as a tuple
         self._row_by_name = isinstance(self._legacy, TreeEnsemble) and not self._categories
         self._experts = None
@@ -141,7 +151,7 @@ class Bundle:
             return np.array([self._scalar(name, v) for v in vals], dtype=np.float64)
         try:
             arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             if cats is not None:
                 raise BundleError(f"categorical feature {name!r} must hold integer category codes "
                                   "(categories='codes')") from None
@@ -160,14 +170,19 @@ class Bundle:
         if categories not in ("values", "codes"):
             raise BundleError(f"categories must be 'values' or 'codes', got {categories!r}")
         if isinstance(data, np.ndarray) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], (list, tuple, np.ndarray))):
-            arr = np.asarray(data)
+            try:
+                arr = np.asarray(data)
+            except (TypeError, ValueError, OverflowError):   # ragged rows
+                raise BundleError(f"rows must all have {len(self.feature_names)} numeric values") from None
+            if arr.dtype.kind == "c":   # casting would drop the imaginary part without a word
+                raise BundleError("input array must be real numbers, not complex")
             if arr.ndim != 2 or arr.shape[1] != len(self.feature_names):
                 raise BundleError(
                     f"expected a 2-D array with {len(self.feature_names)} columns in manifest order, got shape {arr.shape}"
                 )
             try:
                 return np.ascontiguousarray(arr, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise BundleError("input array must be numeric") from None
         if hasattr(data, "columns") or isinstance(data, Mapping):
             keys = set(data.columns) if hasattr(data, "columns") else set(data.keys())
@@ -190,9 +205,11 @@ class Bundle:
         if isinstance(row, np.ndarray):
             if row.shape != (len(self.feature_names),):
                 raise BundleError(f"expected {len(self.feature_names)} values in manifest order, got shape {row.shape}")
+            if row.dtype.kind == "c":
+                raise BundleError("input row must be real numbers, not complex")
             try:
                 return np.ascontiguousarray(row, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise BundleError("input row must be numeric") from None
         if isinstance(row, Mapping) and not self._categories:
             # one conversion for the whole row (None -> NaN, as _scalar does); anything
@@ -201,7 +218,7 @@ class Bundle:
                 out = np.array(self._values(row), dtype=np.float64)
                 if out.shape == self._row_shape:
                     return out
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 pass
         out = np.empty(len(self.feature_names), dtype=np.float64)
         if isinstance(row, Mapping):
@@ -227,8 +244,8 @@ class Bundle:
             return math.nan
         try:
             return float(v)
-        except (TypeError, ValueError):
-            raise BundleError(f"feature {name!r} must be numeric, got {v!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise BundleError(f"feature {name!r} must be numeric, got {_short(v)}") from None
 
     # ----------------------------------------------------------------- scoring
     def predict_margin_matrix(self, X: np.ndarray) -> np.ndarray:
@@ -279,7 +296,7 @@ class Bundle:
         elif self._row_by_name and isinstance(row, Mapping):
             try:  # the values by name straight into the engine's buffer
                 m = self._legacy.predict_row(self._values(row), margin=True)
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 m = self._legacy.predict_row(self.row(row), margin=True)  # or row() names the culprit
         else:
             m = self._legacy.predict_row(self.row(row), margin=True)
@@ -296,6 +313,11 @@ class Bundle:
     def __repr__(self):
         kind = "legacy + experts" if self.uses_experts else "legacy only"
         return f"<fecc bundle {self.path} ({kind}, {len(self.feature_names)} features, {self.task['kind']})>"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def category_lookup(categories) -> dict:
@@ -322,6 +344,18 @@ def category_code(lookup: dict, value, name: str = "?") -> float:
     except TypeError:  # unhashable: a list, a dict ...
         raise BundleError(f"feature {name!r} takes a category value, got {type(value).__name__}") from None
     return math.nan if code is None else float(code)
+
+
+#: What reading a malformed manifest raises (a key missing, a value of the wrong type, a zero count ...)
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def _malformed(path: Path, exc: BaseException) -> BundleError:
+    if isinstance(exc, KeyError) and exc.args:
+        what = f"no {exc.args[0]!r}"
+    else:
+        what = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+    return BundleError(f"manifest.json of {path} is malformed ({what}); recompile the bundle")
 
 
 def _read_manifest_bytes(path: Path) -> bytes:
@@ -360,6 +394,8 @@ def verify_files(path: Path, manifest: dict) -> None:
         raise BundleError("manifest lists no files")
     root = path.resolve()
     for rel, digest in sorted(files.items()):
+        if not isinstance(digest, str) or not rel:
+            raise BundleError(f"manifest lists {rel!r} without a sha256")
         target = (path / rel).resolve()
         if root not in target.parents:
             raise BundleError(f"manifest lists a file outside the bundle: {rel}")
@@ -372,6 +408,13 @@ def verify_files(path: Path, manifest: dict) -> None:
 
 def replay_parity(bundle: Bundle) -> None:
     """Score the stored parity inputs and compare with the outputs recorded at compile time."""
+    try:
+        _replay_parity(bundle)
+    except (*_MALFORMED, OSError, EOFError) as exc:  # the manifest's parity entry is unusable
+        raise _malformed(bundle.path, exc) from None
+
+
+def _replay_parity(bundle: Bundle) -> None:
     spec = bundle.manifest.get("parity")
     if not spec:
         raise BundleError("manifest has no parity vectors")

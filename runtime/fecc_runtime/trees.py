@@ -95,6 +95,8 @@ class TreeEnsemble:
         self.num_class = int(entry["num_class"])
         self.batch_engine = entry["batch_engine"]
         self.block_rows = int(entry["block_rows"])
+        if self.block_rows < 1:
+            raise TreeEngineError(f"{self.name}: block_rows must be positive, got {self.block_rows}")
         if int(entry.get("engine_abi", -1)) != _ENGINE_ABI:
             raise TreeEngineError(f"{self.name}: engine ABI {entry.get('engine_abi')} != {_ENGINE_ABI}")
         self.row_engine = entry.get("row_engine")

@@ -199,6 +199,10 @@ def _parse(path: Path, data: bytes, kind: str, digest: str) -> LegacyModel:
     if kind == "lightgbm":
         return _lightgbm(path, data, digest)
     if kind == "xgboost_json":
+        depth = _json_nesting(data)
+        if depth > MAX_NESTING:
+            raise UserError(f"{path.name}: not a model: JSON nested {depth} levels deep "
+                            f"(XGBoost models nest fewer than {MAX_NESTING})")
         try:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -209,6 +213,22 @@ def _parse(path: Path, data: bytes, kind: str, digest: str) -> LegacyModel:
         except (_UBJSONError, struct.error, IndexError, UnicodeDecodeError) as exc:
             raise UserError(f"{path.name}: not a readable UBJSON model, the file may be truncated ({exc})") from None
     return _xgboost(path, doc, kind, digest)
+
+
+#: Deepest nesting a model document may have (XGBoost writes under 10 levels).  Deeper input is
+#: refused before it is decoded: decoding it would exhaust the stack (a RecursionError, or a crash).
+MAX_NESTING = 100
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+
+
+def _json_nesting(data: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, brackets inside strings not counted (no loop per byte)."""
+    import numpy as np
+
+    b = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
+    step = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
+    return int(step.cumsum().max(initial=0))
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -466,6 +486,7 @@ class _UBJSONReader:
     def __init__(self, data: bytes):
         self.data = data
         self.pos = 0
+        self.depth = 0
 
     def read_document(self) -> Any:
         value = self._value(self._marker())
@@ -508,10 +529,13 @@ class _UBJSONReader:
             return False
         if marker == b"Z":
             return None
-        if marker == b"[":
-            return self._array()
-        if marker == b"{":
-            return self._object()
+        if marker in (b"[", b"{"):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise _UBJSONError(f"containers nested more than {MAX_NESTING} levels deep")
+            value = self._array() if marker == b"[" else self._object()
+            self.depth -= 1
+            return value
         raise _UBJSONError(f"unknown marker {marker!r} at byte {self.pos - 1}")
 
     def _container_header(self) -> tuple[bytes | None, int | None]:
@@ -525,6 +549,11 @@ class _UBJSONReader:
             count = self._count()
         elif kind is not None:
             raise _UBJSONError("typed container without a count")
+        if count is not None and count > len(self.data) - self.pos and kind not in (b"Z", b"T", b"F"):
+            # every element takes at least one byte, except typed null/true/false ones
+            raise _UBJSONError(f"container claims {count} elements, more than the bytes left")
+        if count is not None and count > len(self.data) and kind in (b"Z", b"T", b"F"):
+            raise _UBJSONError(f"container claims {count} empty elements; no model has that many")
         return kind, count
 
     def _array(self) -> list:

@@ -91,7 +91,10 @@ def parse_postfix(text: str) -> Expr:
             raise IRSyntaxError(f"{msg} at {tok!r}", token=index, column=column, text=text)
 
         if tok.startswith("$"):
-            name = unquote(tok[1:], errors="strict") if len(tok) > 1 else ""
+            try:
+                name = unquote(tok[1:], errors="strict") if len(tok) > 1 else ""
+            except UnicodeDecodeError:
+                fail("feature name is not percent-encoded UTF-8")
             if not name:
                 fail("empty feature name")
             stack.append((Feature(name), index, column))
