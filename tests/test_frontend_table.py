@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from fecc.errors import UserError
-from fecc.frontend import make_splits, prepare, read_table
+from fecc.frontend import prepare, read_table
 
 
 def _prep(df, **kw):
@@ -103,18 +103,6 @@ def test_unnamed_model_maps_by_position_with_a_note():
         prepare(df.assign(r=[3.0]), model_feature_names=None, num_feature=2, task="binary", target="y")
     ds = prepare(df, model_feature_names=None, num_feature=2, task="binary", feature_names=("q", "p"))
     assert list(ds.X.columns) == ["q", "p"]
-
-
-def test_splits_are_deterministic_disjoint_stratified():
-    y = np.array([0] * 80 + [1] * 20, dtype=float)
-    s1 = make_splits(y, task="binary", seed=3)
-    s2 = make_splits(y, task="binary", seed=3)
-    assert all((s1[k] == s2[k]).all() for k in s1)
-    allidx = np.concatenate(list(s1.values()))
-    assert sorted(allidx.tolist()) == list(range(100))
-    assert y[s1["holdout"]].mean() == pytest.approx(0.2)
-    with pytest.raises(UserError, match="at least 30"):
-        make_splits(np.zeros(10), task="regression", seed=0)
 
 
 def test_compile_time_and_runtime_code_categories_by_one_rule():

@@ -9,7 +9,7 @@ from fecc.llm.llm_proposer import Completion, LLMProposer
 from fecc.search import SearchOptions, run_search
 from fecc.search.archive import read_candidates
 from test_llm_pyparse import HOSTILE
-from test_search_pipeline import legacy_model, make_planted, splits
+from test_search_pipeline import folds_for, legacy_model, make_planted
 
 SOUND = ('def f(x, params):\n    # intent: ramp in x1\n    return params["c_0"] + params["w"] * (x["x1"] - 0.5)\n'
          '{"w": {"low": -6, "high": 6}}')
@@ -39,7 +39,7 @@ def test_hostile_answers_are_refused_and_the_search_goes_on(tmp_path):
     X, y = make_planted(1600, 1)
     margin = legacy_model(Xl, yl).predict(xgb.DMatrix(X.to_numpy(), missing=np.nan), output_margin=True)
     opts = SearchOptions.from_dict(dict(n_regions=1, max_proposals=6, iterations=1, optuna_trials=8, seed=3))
-    result = run_search(X=X, y=y, legacy_margin=margin.astype(float), task="binary", splits=splits(len(y), 1),
+    result = run_search(X=X, y=y, legacy_margin=margin.astype(float), task="binary", folds=folds_for(y),
                         proposer=proposer, options=opts, workdir=tmp_path)
     u = proposer.usage
     assert u.rejected_answers == len(hostile) and not backend.answers  # every hostile answer was asked and refused

@@ -13,7 +13,7 @@ from fecc.llm.grammar import GrammarProposer
 from fecc.progress import Reporter, format_step
 from fecc.search import SearchOptions, run_search
 from fecc.search.experts import ChainStep
-from test_search_pipeline import legacy_model, make_planted, splits
+from test_search_pipeline import folds_for, legacy_model, make_planted
 
 STEP = ChainStep(chain="region_3", chain_no=2, n_chains=5, proposal=6, max_proposals=15, accepted=2,
                  iterations=5, metric_name="auc", best=0.74213, legacy=0.731, llm_seconds=41.2, seconds=55.0,
@@ -95,25 +95,27 @@ def test_search_sends_a_step_per_proposal_and_a_final_one_per_chain(tmp_path, pr
         def chain_step(self, step):
             steps.append(step)
 
-    opts = SearchOptions.from_dict(dict(n_regions=2, max_proposals=4, iterations=3, optuna_trials=8, seed=3))
-    run_search(X=X, y=y, legacy_margin=margin, task="binary", splits=splits(len(y), 1), proposer=proposer_cls(),
+    opts = SearchOptions.from_dict(dict(n_regions=2, max_proposals=4, global_proposals=4, iterations=3,
+                                        optuna_trials=8, seed=3))
+    run_search(X=X, y=y, legacy_margin=margin, task="binary", folds=folds_for(y), proposer=proposer_cls(),
                options=opts, workdir=tmp_path, progress=Sink())
     assert lines, "text lines still arrive"
     chains = sorted({s.chain for s in steps})
-    assert 1 <= len(chains) <= 2
+    assert 1 <= len(chains) <= 3  # the whole-space chain, then up to 2 regions
     for name in chains:
         own = [s for s in steps if s.chain == name]
         assert [s.proposal for s in own[:-1]] == list(range(len(own) - 1))  # start, then after each proposal
         assert own[-1].done and own[-1].outcome.startswith(("kept: ", "dropped: "))
         assert sum(s.done for s in own) == 1
-        assert all(s.n_chains == len(chains) and s.max_proposals == 4 for s in own)
+        assert all(s.n_chains >= len(chains) and s.max_proposals == 4 for s in own)
         assert all(a.accepted <= b.accepted for a, b in zip(own, own[1:]))
-        assert own[-1].proposal <= 4 and re.fullmatch(r"auc", own[-1].metric_name)
+        assert own[-1].proposal <= 4 and own[-1].metric_name == "oof gain"
         if proposer_cls is TimedGrammar:
             assert own[-1].llm_seconds == pytest.approx(2.0 * own[-1].proposal)
         else:
             assert all(s.llm_seconds == 0.0 for s in own)
     assert [s.chain_no for s in steps if s.done] == list(range(1, len(chains) + 1))
+    assert steps[-1].n_chains == len(chains)
 
 
 def test_a_spent_llm_budget_stops_every_chain_and_the_search_finishes(tmp_path):
@@ -138,7 +140,7 @@ def test_a_spent_llm_budget_stops_every_chain_and_the_search_finishes(tmp_path):
     lines = []
     proposer = Budgeted(3)
     opts = SearchOptions.from_dict(dict(n_regions=3, max_proposals=6, iterations=6, optuna_trials=6, seed=3))
-    result = run_search(X=X, y=y, legacy_margin=margin.astype(float), task="binary", splits=splits(len(y), 1),
+    result = run_search(X=X, y=y, legacy_margin=margin.astype(float), task="binary", folds=folds_for(y),
                         proposer=proposer, options=opts, workdir=tmp_path, progress=lines.append)
     n_chains = len(result.chains)
     assert n_chains >= 2

@@ -1,4 +1,4 @@
-"""End-to-end search on small generated data: a planted hard region, pure noise, determinism."""
+"""End-to-end search on small generated data: a planted hard region, pure noise, permuted labels, determinism."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,11 @@ from fecc.llm.grammar import GrammarProposer
 from fecc.lower.numba_backend import emit_module, write_module
 from fecc.search import SearchOptions, run_search
 from fecc.search.archive import read_candidates
+from fecc.search.crossfit import gate_folds
 from fecc_runtime.experts import ExpertSet
 
 FEATURES = [f"x{i}" for i in range(6)]
-OPTIONS = dict(n_regions=4, max_proposals=8, iterations=4, optuna_trials=16, seed=7)
+OPTIONS = dict(n_regions=3, max_proposals=8, global_proposals=8, iterations=4, optuna_trials=12, seed=7)
 
 
 def in_planted(X: np.ndarray) -> np.ndarray:
@@ -44,30 +45,36 @@ def legacy_model(X: pd.DataFrame, y: np.ndarray) -> xgb.Booster:
     return xgb.train(params, xgb.DMatrix(X.to_numpy(), label=y, missing=np.nan), num_boost_round=100)
 
 
-def splits(n: int, seed: int) -> dict[str, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    a, b = int(0.5 * n), int(0.75 * n)
-    return {"train": perm[:a], "valid": perm[a:b], "holdout": perm[b:]}
+def folds_for(y: np.ndarray, seed: int = 1, task: str = "binary"):
+    """The gate's outer folds, as ``fecc compile`` cuts them."""
+    return gate_folds(y, task=task, k=5, inner_k=5, seed=seed)
 
 
-def compile_data(seed=1, n=2400, noise=False):
+def compile_data(seed=1, n=2400, noise=False, permute=False):
+    """Compile rows (X, y, legacy margin) and fresh rows from the same law for judging what ships."""
     Xl, yl = make_planted(2000, seed + 100, with_region=False)
     X, y = make_planted(n, seed)
+    Xt, yt = make_planted(3000, seed + 200)
+    rng = np.random.default_rng(seed + 5)
     if noise:
-        rng = np.random.default_rng(seed + 5)
         yl = (rng.uniform(size=len(yl)) < 0.5).astype(float)
         y = (rng.uniform(size=len(y)) < 0.5).astype(float)
+        yt = (rng.uniform(size=len(yt)) < 0.5).astype(float)
+    if permute:
+        y = rng.permutation(y)
     booster = legacy_model(Xl, yl)
-    margin = booster.predict(xgb.DMatrix(X.to_numpy(), missing=np.nan), output_margin=True).astype(np.float64)
-    return X, y, margin, splits(n, seed)
+    margin = lambda D: booster.predict(xgb.DMatrix(D.to_numpy(), missing=np.nan),  # noqa: E731
+                                       output_margin=True).astype(np.float64)
+    return X, y, margin(X), (Xt, yt, margin(Xt))
 
 
-def search(tmp_path, noise=False, **over):
-    X, y, m, sp = compile_data(noise=noise)
+def search(tmp_path, noise=False, permute=False, data_seed=1, **over):
+    X, y, m, fresh = compile_data(seed=data_seed, noise=noise, permute=permute)
     opts = SearchOptions.from_dict({**OPTIONS, **over})
-    result = run_search(X=X, y=y, legacy_margin=m, task="binary", splits=sp, proposer=GrammarProposer(),
+    folds = folds_for(y, seed=opts.seed)
+    result = run_search(X=X, y=y, legacy_margin=m, task="binary", folds=folds, proposer=GrammarProposer(),
                         options=opts, workdir=tmp_path)
-    return result, (X, y, m, sp)
+    return result, (X, y, m, fresh)
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +82,24 @@ def planted(tmp_path_factory):
     return search(tmp_path_factory.mktemp("planted"))
 
 
-def test_planted_region_found_and_holdout_improves(planted):
-    result, (X, y, m, sp) = planted
+def test_planted_region_found_shipped_and_fresh_rows_improve(planted):
+    from fecc.search import metrics
+
+    result, (X, y, m, (Xt, yt, mt)) = planted
     assert result.gate.decision == "ensemble", result.gate.reason
-    assert result.experts
-    ho = sp["holdout"]
-    Xh = X.iloc[ho].reset_index(drop=True)
-    truth = in_planted(Xh.to_numpy())
-    covered = np.zeros(len(Xh), dtype=bool)
-    for e in result.experts:
-        covered |= e.mask(Xh)
-    # the experts' regions cover most of the planted region, and stay mostly inside it
+    regional = [e for e in result.experts if e.region_index > 0]
+    assert regional and all(0 < e.strength <= 1 for e in result.experts)
+    truth = in_planted(Xt.to_numpy())
+    covered = np.zeros(len(Xt), dtype=bool)
+    for e in regional:
+        covered |= e.mask(Xt)
+    # the regional experts cover most of the planted region; one of them sits mostly inside it
     assert covered[truth].mean() >= 0.7
-    assert truth[covered].mean() >= 0.5
-    gain = result.gate.ensemble["auc"] - result.gate.legacy["auc"]
-    assert gain > 0.01, result.gate.to_manifest()
+    assert max(truth[e.mask(Xt)].mean() for e in regional) >= 0.5
+    assert result.gate.test.gain > 0.01 and result.gate.test.p_value < 0.05, result.gate.to_manifest()
+    # what ships beats the legacy model on rows nobody saw
+    fresh_gain = metrics.auc(yt, result.predict_margin(Xt, mt)) - metrics.auc(yt, mt)
+    assert fresh_gain > 0.01
 
 
 def test_manifest_is_json_and_complete(planted):
@@ -100,7 +110,12 @@ def test_manifest_is_json_and_complete(planted):
     assert e["name"] == "expert_1" and e["batch_function"] == "expert_1_batch"
     assert {"rule", "postfix"} <= set(e["region"]) and {"math", "postfix"} <= set(e["correction"])
     assert man["gate"]["decision"] == "ensemble"
+    assert man["gate"]["test"]["name"] == "delong" and man["gate"]["test"]["p_value"] < 0.05
+    assert man["gate"]["protocol"]["k"] == 5 and len(man["gate"]["folds"]) == 5
+    assert man["search"]["protocol"]["inner"]["k"] == 5 and man["search"]["protocol"]["outer"]["k"] == 5
+    assert [f["fold"] for f in man["search"]["outer_folds"]] == list(range(5))
     assert man["aggregator"]["feature_names"][:7] == FEATURES + ["base_margin"]
+    assert man["experts"][0]["region"]["whole_space"] is True
 
 
 def test_archive_has_every_candidate(planted):
@@ -117,7 +132,7 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     """The aggregator's training matrix (IR evaluator) equals what the runtime computes."""
     from fecc_runtime.experts import interaction_features
 
-    result, (X, y, m, sp) = planted
+    result, (X, y, m, _) = planted
     write_module(result.experts, result.feature_names, tmp_path)
     entries = result.to_manifest()["experts"]
     es = ExpertSet(tmp_path, entries, "experts.py")
@@ -125,7 +140,7 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     X = pd.DataFrame(Xn, columns=X.columns)
     got = es.features(Xn, m)
     want = interaction_features(m, np.column_stack([e.values(X, m) for e in result.experts]))
-    np.testing.assert_allclose(got, want, rtol=1e-13, equal_nan=True)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-12, equal_nan=True)
     # and the final margin from runtime pieces equals the search's ensemble margin
     agg = result.aggregator
     final = got[:, 0] + es.offset(got)
@@ -174,6 +189,19 @@ def test_gate_refuses_when_nothing_helps(tmp_path):
     assert man["experts"] == [] and man["aggregator"] is None
 
 
+def test_permuted_labels_give_no_out_of_fold_gain(tmp_path):
+    """Leakage check: with labels permuted, nothing is learnable; if any row judged a model
+    fitted on it, the out-of-fold gain would come out positive.  Averaged over seeds it is <= 0."""
+    gains, shipped = [], 0
+    for seed in range(4):
+        result, _ = search(tmp_path / str(seed), permute=True, data_seed=seed + 11, seed=seed,
+                           max_proposals=5, global_proposals=6, n_regions=2)
+        gains.append(result.gate.test.gain if result.gate.test is not None else 0.0)
+        shipped += result.shipped
+    assert np.mean(gains) <= 0.0, gains
+    assert shipped <= 1
+
+
 def test_regression_planted_region(tmp_path):
     rng = np.random.default_rng(3)
 
@@ -191,10 +219,15 @@ def test_regression_planted_region(tmp_path):
                         xgb.DMatrix(Xl.to_numpy(), label=yl), num_boost_round=100)
     X, y = draw(2000, True)
     m = booster.predict(xgb.DMatrix(X.to_numpy()), output_margin=True).astype(np.float64)
-    result = run_search(X=X, y=y, legacy_margin=m, task="regression", splits=splits(2000, 3),
+    result = run_search(X=X, y=y, legacy_margin=m, task="regression", folds=folds_for(y, seed=3, task="regression"),
                         proposer=GrammarProposer(), options=SearchOptions.from_dict(OPTIONS), workdir=tmp_path)
     assert result.gate.decision == "ensemble", result.gate.reason
+    assert result.gate.test.name == "paired-z" and result.gate.test.metric == "rmse"
     assert result.gate.ensemble["rmse"] < 0.95 * result.gate.legacy["rmse"]
+    Xt, yt = draw(2000, True)
+    mt = booster.predict(xgb.DMatrix(Xt.to_numpy()), output_margin=True).astype(np.float64)
+    rmse = lambda a: float(np.sqrt(np.mean((yt - a) ** 2)))  # noqa: E731
+    assert rmse(result.predict_margin(Xt, mt)) < 0.95 * rmse(mt)
     json.dumps(result.to_manifest(), allow_nan=False)
 
 
@@ -220,11 +253,12 @@ def test_chain_survives_bad_proposals_and_feeds_errors_back(tmp_path):
                 raise RuntimeError("backend fell over")
             return self.inner.propose(ctx)
 
-    X, y, m, sp = compile_data()
+    X, y, m, _ = compile_data()
     flaky = Flaky()
-    result = run_search(X=X, y=y, legacy_margin=m, task="binary", splits=sp, proposer=flaky,
-                        options=SearchOptions.from_dict({**OPTIONS, "n_regions": 1, "max_proposals": 5}),
-                        workdir=tmp_path)
+    result = run_search(X=X, y=y, legacy_margin=m, task="binary", folds=folds_for(y, seed=0),
+                        proposer=flaky, workdir=tmp_path,
+                        options=SearchOptions.from_dict({**OPTIONS, "global_expert": False, "n_regions": 1,
+                                                         "max_proposals": 5}))
     statuses = [r["status"] for r in read_candidates(result.archive_path)]
     assert statuses[:4] == ["accepted", "proposer-error", "invalid", "proposer-error"]
     assert "no JSON" in flaky.feedback[1] and "nope" in flaky.feedback[2]
@@ -233,7 +267,7 @@ def test_chain_survives_bad_proposals_and_feeds_errors_back(tmp_path):
 
 @pytest.mark.parametrize("over", [{"aggregator": "sum"}, {"aggregator_base": "legacy"}])
 def test_aggregator_variants(tmp_path, over):
-    result, (X, y, m, sp) = search(tmp_path, **over)
+    result, (X, y, m, (Xt, yt, mt)) = search(tmp_path, **over)
     man = result.to_manifest()
     json.dumps(man, allow_nan=False)
     if not result.shipped:
@@ -244,9 +278,8 @@ def test_aggregator_variants(tmp_path, over):
     if over.get("aggregator") == "sum":
         assert agg["kind"] == "sum" and result.booster is None and result.save_aggregator(tmp_path / "a.json") is None
         # the plain sum: legacy margin plus each active expert's correction
-        ho = sp["holdout"]
-        Xh = X.iloc[ho].reset_index(drop=True).astype(np.float32).astype(np.float64)
-        want = m[ho] + sum(np.nan_to_num(e.values(Xh, m[ho]) - m[ho]) for e in result.experts)
-        np.testing.assert_allclose(result.predict_margin(Xh, m[ho]), want)
+        Xh = Xt.astype(np.float32).astype(np.float64)
+        want = mt + sum(np.nan_to_num(e.values(Xh, mt) - mt) for e in result.experts)
+        np.testing.assert_allclose(result.predict_margin(Xh, mt), want)
     else:
         assert agg["kind"] == "xgboost" and result.save_aggregator(tmp_path / "a.json").exists()

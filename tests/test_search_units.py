@@ -25,7 +25,10 @@ def test_options_from_dict_converts_and_rejects_unknown():
     with pytest.raises(ValueError):
         SearchOptions(aggregator="magic")
     with pytest.raises(ValueError):
-        SearchOptions(n_regions=0)
+        SearchOptions(n_folds=1)
+    with pytest.raises(ValueError):
+        SearchOptions(gate_alpha=0.7)
+    assert SearchOptions(n_regions=0).n_regions == 0  # the whole-space expert alone
 
 
 def test_auc_matches_sklearn_with_ties():
@@ -39,14 +42,6 @@ def test_auc_matches_sklearn_with_ties():
 def test_logloss_is_stable_for_huge_margins():
     out = metrics.logloss_rows(np.array([1.0, 0.0]), np.array([-1000.0, -1000.0]))
     assert out[0] == pytest.approx(1000.0) and out[1] == pytest.approx(0.0)
-
-
-def test_paired_z():
-    assert metrics.paired_z(np.ones(10) * 2, np.ones(10)) == np.inf
-    assert metrics.paired_z(np.ones(10), np.ones(10)) == 0.0
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=200)
-    assert metrics.paired_z(a + 1.0 + rng.normal(0, 0.1, 200), a) > 10
 
 
 def test_iv_and_psi():
@@ -141,19 +136,30 @@ def test_archive_roundtrip(tmp_path):
     assert len(rows) == 1 and rows[0]["params_json"] == '{"c_0": 0.5}' and rows[0]["run"] == "r1"
 
 
-def test_gate_refuses_a_worse_ensemble():
+def test_gate_ships_only_a_significant_out_of_fold_gain():
+    from fecc.search.crossfit import make_folds
+
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 400).astype(float)
-    legacy = (y - 0.5) + rng.normal(0, 1, 400)
-    worse = legacy + rng.normal(0, 3, 400)
-    g = decide(task="binary", y=y, legacy_margin=legacy, ensemble_margin=worse, region_masks={},
-               tolerance=0.001)
-    assert g.decision == "legacy-only" and "worse" in g.reason
-    ok = decide(task="binary", y=y, legacy_margin=legacy, ensemble_margin=legacy + 0.0, region_masks={},
-                tolerance=0.0)
-    assert ok.decision == "ensemble"
-    none = decide(task="regression", y=y, legacy_margin=legacy, ensemble_margin=None, region_masks={},
-                  tolerance=0.0)
+    y = rng.integers(0, 2, 2000).astype(float)
+    signal = rng.normal(size=2000)
+    legacy = (y - 0.5) + rng.normal(0, 1.5, 2000)
+    folds = make_folds(y, task="binary", seed=0)
+    worse = legacy + rng.normal(0, 3, 2000)
+    g = decide(task="binary", y=y, legacy_margin=legacy, ensemble_margin=worse, folds=folds, region_masks={},
+               alpha=0.05)
+    assert g.decision == "legacy-only" and "not significant" in g.reason and g.test.gain < 0
+    same = decide(task="binary", y=y, legacy_margin=legacy, ensemble_margin=legacy + 0.0, folds=folds,
+                  region_masks={}, alpha=0.05)
+    assert same.decision == "legacy-only" and same.test.gain == 0.0  # no gain is no reason to ship
+    better = legacy + 1.0 * (y - 0.5) + 0.1 * signal
+    ok = decide(task="binary", y=y, legacy_margin=legacy, ensemble_margin=better, folds=folds, region_masks={},
+                alpha=0.05)
+    assert ok.decision == "ensemble" and ok.test.p_value < 0.05 and ok.test.interval[0] > 0
+    slot = ok.to_manifest()
+    assert slot["test"]["name"] == "delong" and slot["split"] == "out-of-fold"
+    assert len(slot["folds"]) == 5 and all(f["gain"] > 0 for f in slot["folds"])
+    none = decide(task="regression", y=y, legacy_margin=legacy, ensemble_margin=None, folds=folds,
+                  region_masks={}, alpha=0.05)
     assert none.decision == "legacy-only" and none.metric == "rmse"
 
 

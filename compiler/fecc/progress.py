@@ -5,7 +5,7 @@ with a string it prints a line; its :meth:`Reporter.chain_step` method takes the
 :class:`~fecc.search.experts.ChainStep` events (duck-typed: this module imports nothing
 from the search).  On a terminal a chain is one line redrawn in place::
 
-    [fecc] chain 2/5 region_3 ██████░░░░░░░░░  6/15 proposals · 2 accepted · auc 0.7421 (legacy 0.7310) · LLM 41 s
+    [fecc] chain 2/5 region_3 ██████░░░░░░░░░  6/15 proposals · 2 accepted · out-of-fold gain +0.42% of the legacy loss · LLM 41 s
 
 and is closed with its outcome when the chain ends.  When stderr is not a terminal
 (a log file, CI) every step is printed as its own short line instead, so logs stay
@@ -28,8 +28,12 @@ def _bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
 def format_step(step, *, bar: bool) -> str:
     """One chain step as text (the bar form for terminals, the plain form for logs)."""
     head = f"chain {step.chain_no}/{step.n_chains} {step.chain}"
+    if step.metric_name == "oof gain":  # the search's chains: out-of-fold share of the legacy loss removed
+        score = f"out-of-fold gain {100 * step.best:+.2f}% of the legacy loss"
+    else:
+        score = f"{step.metric_name} {step.best:.4f} (legacy {step.legacy:.4f})"
     counts = (f"{step.proposal:>2}/{step.max_proposals} proposals · {step.accepted}/{step.iterations} accepted · "
-              f"{step.metric_name} {step.best:.4f} (legacy {step.legacy:.4f})")
+              f"{score}")
     timing = f"LLM {step.llm_seconds:.0f} s · {step.seconds:.0f} s" if step.llm_seconds > 0 else f"{step.seconds:.0f} s"
     if bar:
         return f"{head} {_bar(step.proposal, step.max_proposals)} {counts} · {timing}"

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .frontend import make_splits
 
 
 @dataclass
@@ -37,14 +36,14 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     from .lower import tree_lowering
     from .lower.numba_backend import write_module
     from .search import SearchOptions, run_search
+    from .search.crossfit import gate_folds
 
     say = progress
     try:
         sopts = SearchOptions.from_dict({"seed": options.seed, **options.search_options})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad search option: {exc}") from None
-    splits = make_splits(ds.y, task=model.task, seed=options.seed)
-    say(f"splits: train {len(splits['train'])}, valid {len(splits['valid'])}, holdout {len(splits['holdout'])} rows")
+    folds = gate_folds(ds.y, task=model.task, k=sopts.gate_folds, inner_k=sopts.n_folds, seed=options.seed)
     margin = np.asarray(legacy.predict(np.ascontiguousarray(X.to_numpy(), dtype=np.float32), margin=True),
                         dtype=np.float64)
     from .llm.llm_proposer import Budget
@@ -56,7 +55,7 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     say(f"proposer: {getattr(proposer, 'name', type(proposer).__name__)}")
     workdir = workdir_for(out)
     workdir.mkdir(parents=True, exist_ok=True)
-    result = run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, splits=splits, proposer=proposer,
+    result = run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, folds=folds, proposer=proposer,
                         options=sopts, workdir=workdir, progress=say)
     slots = result.to_manifest()
     if result.shipped:
@@ -72,7 +71,8 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     else:
         say(f"gate: legacy only — {result.gate.reason}")
     summary = {"experts": len(result.experts) if result.shipped else 0,
-               "holdout": slots["gate"].get("holdout"), "archive": str(result.archive_path)}
+               "oof": slots["gate"].get("oof"), "test": slots["gate"].get("test"),
+               "archive": str(result.archive_path)}
     usage = getattr(proposer, "usage", None)
     # who proposed the experts, for auditors; counts only (wall times would break determinism)
     slots["search"]["proposer"] = {"name": getattr(proposer, "name", type(proposer).__name__)}

@@ -16,10 +16,10 @@ Output, in margin space::
   ``binary:logistic``, 0 for regression), i.e. what ``predict(output_margin=True)``
   returns without a base margin.
 
-The trees are fitted on the *valid* split — rows the experts' parameters were not fitted
-on — with the number of rounds chosen by 3-fold cross-validation on it (early stopping).
-If cross-validation finds no round that beats the plain sum, the aggregator is the sum
-(``kind = "sum"``, no booster).
+The trees learn from the experts' *out-of-fold* values (each row's expert outputs come
+from experts fitted without it), with the number of rounds chosen on the held-out loss
+of every cross-fitting fit.  If no round beats the plain sum out of fold, the aggregator
+is the sum (``kind = "sum"``, no booster).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import xgboost as xgb
 from fecc_runtime.experts import expert_offset, feature_names as phi_names
 
 from . import metrics
+from .crossfit import Folds
 from .options import SearchOptions
 
 
@@ -88,16 +89,8 @@ class Aggregator:
         }
 
 
-def fit_aggregator(*, task: str, X: np.ndarray, phi: np.ndarray, y: np.ndarray, model_features: list[str],
-                   expert_names: list[str], options: SearchOptions) -> Aggregator:
-    """Fit the aggregator on one split (the valid split; see the module docstring)."""
-    names = list(model_features) + phi_names(expert_names)
-    agg = Aggregator(kind="sum", base=options.aggregator_base, n_model_features=len(model_features),
-                     feature_names=names, expert_names=list(expert_names))
-    if options.aggregator == "sum" or not expert_names:
-        return agg
-    base = phi[:, 0] + agg.offset(phi)
-    params = {
+def _params(task: str, options: SearchOptions) -> dict:
+    return {
         "objective": "binary:logistic" if task == "binary" else "reg:squarederror",
         "eval_metric": "logloss" if task == "binary" else "rmse",
         "base_score": 0.5 if task == "binary" else 0.0,   # zero bias in margin space
@@ -110,20 +103,59 @@ def fit_aggregator(*, task: str, X: np.ndarray, phi: np.ndarray, y: np.ndarray, 
         "seed": options.seed,
         "nthread": options.n_jobs,
     }
-    dtrain = xgb.DMatrix(np.hstack([X, phi]), label=y, base_margin=base, missing=np.nan)
-    cv = xgb.cv(params, dtrain, num_boost_round=options.agg_max_rounds, nfold=3,
-                stratified=task == "binary", seed=options.seed, early_stopping_rounds=10, verbose_eval=False)
-    col = "test-logloss-mean" if task == "binary" else "test-rmse-mean"
-    best = float(cv[col].iloc[-1])
-    base_loss = float(np.mean(metrics.loss_rows(task, y, base)))
-    if task == "regression":
-        base_loss = float(np.sqrt(base_loss))
-    agg.cv = {"metric": col.split("-")[1], "base": round(base_loss, 6), "best": round(best, 6),
-              "rounds": int(len(cv))}
+
+
+def fit_aggregator(*, task: str, X: np.ndarray, phi: list[np.ndarray], y: np.ndarray, folds: Folds,
+                   model_features: list[str], expert_names: list[str],
+                   options: SearchOptions) -> tuple[Aggregator, np.ndarray]:
+    """Fit the aggregator on out-of-fold expert outputs; return it and its OOF margin.
+
+    ``phi[r]`` is the interaction matrix built from the experts' out-of-fold values of
+    cut ``r`` (``folds.repeats`` of them).  For every fit of every cut the trees are
+    grown on the fit's training rows with that fit's held-out rows watched; the number of
+    rounds is the one with the lowest held-out loss averaged over all fits (``0``: the
+    plain sum).  The returned margin is each row's held-out prediction at that number of
+    rounds, averaged over the cuts: what the gate judges.  The shipped booster is then
+    grown on all rows (cut 0's out-of-fold inputs) for the chosen rounds.
+    """
+    names = list(model_features) + phi_names(expert_names)
+    agg = Aggregator(kind="sum", base=options.aggregator_base, n_model_features=len(model_features),
+                     feature_names=names, expert_names=list(expert_names))
+    bases = [p[:, 0] + agg.offset(p) for p in phi]
+    plain = np.mean(bases, axis=0)
+    if options.aggregator == "sum" or not expert_names:
+        return agg, plain
+    params = _params(task, options)
+    rounds = options.agg_max_rounds
+    curves, preds = [], []
+    for j in range(folds.n_fits):
+        r = j // folds.k
+        tr, te = folds.train(j), folds.test(j)
+        M = np.hstack([X, phi[r]])
+        dtr = xgb.DMatrix(M[tr], label=y[tr], base_margin=bases[r][tr], missing=np.nan)
+        dte = xgb.DMatrix(M[te], label=y[te], base_margin=bases[r][te], missing=np.nan)
+        seen: dict = {}
+        booster = xgb.train(params, dtr, num_boost_round=rounds, evals=[(dte, "heldout")], evals_result=seen,
+                            verbose_eval=False)
+        per_round = np.asarray(seen["heldout"][params["eval_metric"]], dtype=np.float64)
+        if task == "regression":
+            per_round = per_round ** 2  # rmse → mean squared error
+        start = float(np.mean(metrics.loss_rows(task, y[te], bases[r][te])))
+        curves.append(np.concatenate([[start], per_round]) * te.size)  # summed held-out loss after t rounds
+        preds.append((r, te, booster, dte))
+    total = np.sum(curves, axis=0) / (folds.n * folds.repeats)
+    best = int(np.argmin(total))
+    base_loss = float(total[0])
+    agg.cv = {"metric": "logloss" if task == "binary" else "mse", "base": round(base_loss, 6), "best": round(float(total[best]), 6),
+              "rounds": best, "fits": folds.n_fits}
     agg.params = {k: v for k, v in params.items() if k != "nthread"}
-    if not best < base_loss:
-        return agg
+    if best == 0:
+        return agg, plain
+    oof = np.zeros((folds.repeats, folds.n))
+    for r, te, booster, dte in preds:
+        oof[r, te] = booster.predict(dte, output_margin=True, iteration_range=(0, best))
     agg.kind = "xgboost"
-    agg.n_rounds = int(len(cv))
-    agg.booster = xgb.train(params, dtrain, num_boost_round=agg.n_rounds)
-    return agg
+    agg.n_rounds = best
+    full = xgb.DMatrix(np.hstack([X, phi[0]]), label=y, base_margin=bases[0], missing=np.nan)
+    agg.booster = xgb.train(params, full, num_boost_round=best)
+    return agg, oof.mean(axis=0)

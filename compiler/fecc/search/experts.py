@@ -1,38 +1,38 @@
-"""Expert chains: seed 004's bi-level search, one chain per hard region (§4.2).
+"""Expert chains: seed 004's bi-level search, one chain per region (§4.2), cross-fitted.
 
-A chain keeps a *seed function* — the current correction ``g`` of the legacy margin
-inside its region — and improves it in two nested loops:
+A chain keeps a *seed function* — the current correction ``g`` of the margin inside its
+region — and improves it in two nested loops:
 
 * **outer loop**: the proposer (an LLM or the grammar proposer) returns an edited
   structure ``g'`` with named free parameters and their ranges.  The proposal is
-  validated as IR (known features, declared parameters, size limits), checked to
-  actually change the function on the region, then tuned.  With the tuned parameters
-  it is scored on the *valid* split (AUC of the whole split, or −RMSE) and promoted to
-  the new seed iff ``score > A_prev − τ``, where the annealing tolerance ``τ`` starts
-  at ``tau0`` and decays by ``tau_decay`` after each proposal.  Every outcome becomes a
-  positive or negative constraint for the next prompt, and parse/evaluation failures
-  are fed back as ``ctx.feedback``.
-* **inner loop**: Optuna's TPE minimises the train loss of ``legacy + g'`` over the
-  train split in ``optuna_trials`` trials, warm-started at the proposer's ``init``
-  values.  *Incremental freezing*: the parameters inherited from the current seed keep
-  their values; only the new ones are searched.  *Boundary refinement*: the first
-  inner loop of a chain (the constant seed ``g_0 = @c_0``) also searches the region's
-  thresholds within ``refine_width`` train stds of their CART values; after that the
-  region is frozen.
+  validated as IR (known features, declared parameters, size limits) and checked to
+  actually change the function on the region, then fitted and judged.  It is promoted
+  to the new seed iff its out-of-fold score exceeds the current one minus an
+  annealing tolerance ``τ`` (``tau0``, decaying by ``tau_decay`` per proposal).  Every
+  outcome becomes a positive or negative constraint for the next prompt, and
+  parse/evaluation failures are fed back as ``ctx.feedback``.
+* **inner loop**: :class:`fecc.search.crossfit.Fitter` — new shape constants tuned by
+  Optuna TPE (``optuna_trials``) on the chain's rows, inherited shape constants frozen,
+  linear weights solved in closed form.  *Boundary refinement*: the seed step of a CART
+  region (``g_0 = @c_0``) also tunes the region's thresholds within ``refine_width`` stds.
 
-Tuned parameters are rounded to 6 significant digits *before* validation, so the
-emitted code holds short literals and what was validated is what ships.
+**Which rows fit and which rows judge** (:mod:`fecc.search.crossfit`): a candidate's
+shape constants are tuned once on the chain's rows; then, in every cross-fitting fit,
+its weights are solved on that fit's training rows (inside that fit's own CART region)
+and judged on its held-out rows.  The chain's score is the out-of-fold loss reduction
+over *all* its rows, as a fraction of the legacy model's loss
+(``score = (L_legacy − L) / L_legacy``, higher is better; log loss for binary, squared
+error for regression).  The full fit (all rows) is what ships.  These choices are the
+search's own; whether what it ships beats the legacy model is judged one level up
+(:func:`fecc.search.driver.run_search`), on rows the whole search never saw.
 
-Parameters are fitted on train, structures chosen on valid, and at the end the chain's
-best seed must *earn its place*: its per-row loss reduction on the valid rows of its
-region must have a paired z statistic of at least ``expert_min_z``.  Experts that fail
-are dropped (recorded with the reason); the holdout split is not touched here.
+At the end the chain's best correction is **shrunk**: the strength ``s ∈ [0, 1]`` that
+minimises the out-of-fold loss of ``base + s·g`` (a weak expert ships weakly; ``s = 0``
+drops it), and the shipped correction is ``s · g_full``.
 """
 from __future__ import annotations
 
-import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,19 +40,23 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from ..ir import Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, to_postfix, validate
+from ..ir import Binary, Const, Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, \
+    to_postfix, validate
 from ..llm.base import BudgetExhausted, ParamRange, Proposal, ProposalContext, ProposalError, Proposer
 from . import metrics
 from .archive import Archive
+from .crossfit import Fitter, Folds, best_shrink, round_sig, solve_weights
 from .options import SearchOptions
 from .regions import Region, rule_text
 from .stats import feature_stats, sample_instances
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-logging.getLogger("optuna").setLevel(logging.WARNING)
-
 #: Keep this many recent summaries as positive / negative constraints in the prompt.
 MAX_CONSTRAINTS = 8
+#: The predicate of the whole-space expert: true on every row (``0 <= 1``).
+EVERYWHERE = Binary("le", Const(0.0), Const(1.0))
+EVERYWHERE_RULE = "everywhere (the whole feature space)"
+
+__all__ = ["Chain", "ChainOutcome", "ChainStep", "Expert", "Rows", "EVERYWHERE", "round_sig"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,10 @@ class ChainStep:
     """Where one chain stands, sent to a progress reporter after every proposal.
 
     A reporter is any ``progress`` callable that also has a ``chain_step(step)`` method
-    (plain callables only get the text lines).  ``llm_seconds`` is the time the proposer
-    spent answering for this chain (0 for the grammar proposer); ``outcome`` is set on
-    the chain's last step (``done``).
+    (plain callables only get the text lines).  ``best`` and ``legacy`` are the chain's
+    out-of-fold score (fraction of the legacy loss removed) and the legacy model's (0).
+    ``llm_seconds`` is the time the proposer spent answering for this chain (0 for the
+    grammar proposer); ``outcome`` is set on the chain's last step (``done``).
     """
 
     chain: str
@@ -82,11 +87,6 @@ class ChainStep:
     outcome: str = ""
 
 
-def round_sig(value: float, digits: int = 6) -> float:
-    """``value`` rounded to ``digits`` significant digits (finite values only)."""
-    return float(f"{value:.{digits}g}") if np.isfinite(value) else float(value)
-
-
 @dataclass
 class Expert:
     """One symbolic expert, in margin space: ``f(x) = base(x) + correction(x)`` inside ``region``, NaN outside.
@@ -96,18 +96,18 @@ class Expert:
 
     Attributes
     ----------
-    name : ``expert_1`` … (stable, in region order).
-    region_index : index of the CART region the chain started from.
-    region : IR predicate with thresholds bound (after boundary refinement).
+    name : ``expert_1`` … (stable, in chain order).
+    region_index : index of the CART region the chain started from (0: the whole space).
+    region : IR predicate with thresholds bound (the full fit's refined thresholds).
     region_rule : readable rule text.
-    correction : IR numeric expression with every parameter bound to a constant.
+    correction : IR numeric expression, every parameter bound, strength included: what ships.
     structure : the correction with free parameters (``@name``), as searched.
-    params : the value of each parameter of ``structure`` and each refined threshold.
-    metrics : ``{"train": …, "valid": …}`` (``"holdout"`` added by the gate).
+    params : the full fit's value of each parameter of ``structure`` and each refined threshold.
+    strength : the shrinkage ``s`` the shipped correction carries (``s · g_full``).
+    metrics : ``{"oof": …, "full": …}`` — out-of-fold and in-sample metrics on the region.
     iterations : accepted structure changes.
     proposals : proposals evaluated.
     history : one dict per evaluated candidate (intent, postfix, score, status).
-    z : paired z statistic of the valid loss reduction in the region.
     """
 
     name: str
@@ -117,11 +117,11 @@ class Expert:
     correction: Expr
     structure: Expr
     params: dict[str, float]
+    strength: float = 1.0
     metrics: dict[str, dict] = field(default_factory=dict)
     iterations: int = 0
     proposals: int = 0
     history: list[dict] = field(default_factory=list)
-    z: float = 0.0
 
     def mask(self, data) -> np.ndarray:
         """Rows inside the region (``data``: DataFrame or dict of columns)."""
@@ -140,37 +140,82 @@ class Expert:
 
 @dataclass
 class ChainOutcome:
-    """What a chain returns: its best expert and whether it earned its place."""
+    """What a chain returns: its expert, whether it ships, and its per-fit corrections.
+
+    ``per_fit[j]`` is fit ``j``'s shrunk correction on every compile row (0 outside its
+    region), ``j = folds.n_fits`` the full fit; ``masks[j]`` its region membership.
+    """
 
     expert: Expert
     kept: bool
     reason: str
+    per_fit: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
 
-class _Split:
-    """Columns, labels and legacy margins of one split, as the evaluator wants them."""
+class Rows:
+    """The compile rows as the evaluator wants them: columns, labels, legacy margin."""
 
-    def __init__(self, X: pd.DataFrame, y: np.ndarray, margin: np.ndarray):
+    def __init__(self, X: pd.DataFrame, y: np.ndarray, legacy: np.ndarray):
         self.frame = X
         self.cols = {c: X[c].to_numpy(dtype=np.float64) for c in X.columns}
         self.y = np.asarray(y, dtype=np.float64)
-        self.margin = np.asarray(margin, dtype=np.float64)
+        self.legacy = np.asarray(legacy, dtype=np.float64)
         self.n = len(X)
 
-    def subset(self, mask: np.ndarray) -> dict[str, np.ndarray]:
-        return {c: v[mask] for c, v in self.cols.items()}
+    def subset(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {c: v[idx] for c, v in self.cols.items()}
+
+
+def _finite(v: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(v), v, 0.0)
+
+
+def _outward(v: float, *, up: bool) -> float:
+    """``v`` to 6 significant digits, rounded away from the inside of the clamp (never narrower)."""
+    r = round_sig(v)
+    if v == 0 or (up and r >= v) or (not up and r <= v):
+        return r
+    step = 10.0 ** (np.floor(np.log10(abs(v))) - 5)
+    return round_sig(r + step if up else r - step)
+
+
+@dataclass
+class _Candidate:
+    """One structure fitted in every fit: parameters, per-fit corrections, OOF score."""
+
+    structure: Expr
+    params: list[dict[str, float]]          # per fit (0 … F−1)
+    per_fit: np.ndarray                     # (F, n) correction on every row, 0 outside the fit's region
+    score: float
+    full_params: dict[str, float] | None = None
+    bounds: tuple[float, float] = (0.0, 0.0)     # the full fit's clamp (range on its rows)
 
 
 class Chain:
-    """One expert chain (see the module docstring).  Call :meth:`run`."""
+    """One expert chain (see the module docstring).  Call :meth:`run`.
 
-    def __init__(self, *, region: Region, task: str, train: _Split, valid: _Split, proposer: Proposer,
-                 options: SearchOptions, archive: Archive | None, deadline: float,
+    Parameters
+    ----------
+    region : the CART region of each fit (``F + 1`` entries, the last the full fit's;
+        ``None`` where that fit's CART tree has no leaf of this rank), or ``None`` for the
+        whole-space expert.  Each fit finds its regions on its own training rows, so the
+        rows that judge a fit never chose where it looks.
+    rows : every compile row.
+    folds : the cross-fitting layout.
+    base : ``(F + 1, n)`` margin each fit starts from (legacy plus the experts of earlier
+        chains as that fit fitted them); row ``F`` is the full fit.
+    """
+
+    def __init__(self, *, region: list[Region | None] | None, task: str, rows: Rows, folds: Folds, base: np.ndarray,
+                 proposer: Proposer, options: SearchOptions, archive: Archive | None, deadline: float,
                  progress: Callable[[str], None] | None = None, position: tuple[int, int] = (1, 1)):
-        self.region = region
+        self.fit_regions = region
+        self.region = region[-1] if region is not None else None
         self.task = task
-        self.train = train
-        self.valid = valid
+        self.rows = rows
+        self.folds = folds
+        self.base = np.asarray(base, dtype=np.float64)
         self.proposer = proposer
         self.options = options
         self.archive = archive
@@ -178,99 +223,135 @@ class Chain:
         self.progress = progress or (lambda _m: None)
         self._step_sink = getattr(progress, "chain_step", None)
         self.position = position
-        self.name = f"region_{region.index}"
-        self.features = tuple(train.frame.columns)
-        self.legacy_loss_train = metrics.loss_rows(task, train.y, train.margin)
+        self.name = "global" if region is None else f"region_{region.index}"
+        self.features = tuple(rows.frame.columns)
+        self.F = folds.n_fits
         # corrections live in margin units: logits for binary, the residual's spread for regression
         if task == "binary":
             self.scale = 3.0
         else:
-            self.scale = float(2.0 * np.std(train.y - train.margin)) or 1.0
-        self.seed = int(options.seed) * 1_000_003 + region.index * 10_007
-        # the region's thresholds: CART's, then the refined ones once the seed stage moved them
-        self.thresholds = dict(region.thresholds)
+            self.scale = float(2.0 * np.std(rows.y - rows.legacy)) or 1.0
+        index = 0 if self.region is None else self.region.index
+        self.seed = int(options.seed) * 1_000_003 + index * 10_007
+        loss = metrics.loss_rows(task, rows.y, rows.legacy)
+        self.legacy_loss = float(np.mean(loss))
+        self.oof_base = folds.oof(self.base[: self.F])           # (R, n)
+        self.base_loss = self._oof_loss(np.zeros((self.F, rows.n)))
 
-    # -- evaluation -----------------------------------------------------------------
-    def _train_objective(self, structure: Expr, values: dict[str, float], region_values: dict[str, float] | None,
-                         fixed_mask: np.ndarray | None, fixed_cols: dict | None) -> float:
-        """Mean train loss change of ``legacy + g`` vs legacy (lower is better)."""
-        if region_values is not None:
-            mask = evaluate(self.region.predicate, self.train.cols, region_values)
-            if mask.sum() < self.options.min_leaf:
+    # -- scores -----------------------------------------------------------------------
+    def _oof_loss(self, per_fit: np.ndarray) -> float:
+        margin = self.oof_base + self.folds.oof(per_fit)
+        return float(np.mean([np.mean(metrics.loss_rows(self.task, self.rows.y, m)) for m in margin]))
+
+    def _score(self, per_fit: np.ndarray) -> float:
+        """Out-of-fold loss reduction over all rows, as a fraction of the legacy loss."""
+        return (self.legacy_loss - self._oof_loss(per_fit)) / self.legacy_loss if self.legacy_loss > 0 else 0.0
+
+    # -- regions ----------------------------------------------------------------------
+    def _mask(self, j: int, thresholds: dict[str, float]) -> np.ndarray:
+        if self.fit_regions is None:
+            return np.ones(self.rows.n, dtype=bool)
+        region = self.fit_regions[j]
+        if region is None:  # this fit found no region of this rank: it corrects nothing
+            return np.zeros(self.rows.n, dtype=bool)
+        return evaluate(region.predicate, self.rows.cols, thresholds)
+
+    def _refine(self, region: Region, train: np.ndarray, base: np.ndarray, seed: int) -> dict[str, float]:
+        """Boundary refinement: thresholds (TPE) with the region's constant bias profiled out."""
+        start = dict(region.thresholds)
+        if not (self.options.refine_boundaries and region.ranges):
+            return start
+        y, b = self.rows.y[train], base[train]
+        sub = {c: v[train] for c, v in self.rows.cols.items()}
+        before = metrics.loss_rows(self.task, y, b)
+
+        def change(values: dict[str, float]) -> float:
+            mask = evaluate(region.predicate, sub, values)
+            if mask.sum() < min(self.options.min_leaf, region.n_train):
                 return float("inf")
-            cols = self.train.subset(mask)
-        else:
-            mask, cols = fixed_mask, fixed_cols
-        g = evaluate(structure, cols, values)
-        g = np.where(np.isfinite(g), g, 0.0)
-        new = metrics.loss_rows(self.task, self.train.y[mask], self.train.margin[mask] + g)
-        return float(np.sum(new - self.legacy_loss_train[mask]) / self.train.n)
-
-    def _valid_margin(self, region: Expr, correction: Expr) -> tuple[np.ndarray, np.ndarray]:
-        mask = evaluate(region, self.valid.cols)
-        g = evaluate(correction, self.valid.subset(mask))
-        margin = self.valid.margin.copy()
-        margin[mask] += np.where(np.isfinite(g), g, 0.0)
-        return margin, mask
-
-    def _score(self, region: Expr, correction: Expr) -> float:
-        margin, _ = self._valid_margin(region, correction)
-        return metrics.score(self.task, self.valid.y, margin)
-
-    def _tune(self, structure: Expr, space: dict[str, ParamRange], frozen: dict[str, float], seed: int,
-              refine: bool) -> tuple[dict[str, float], dict[str, float], float]:
-        """TPE over ``space`` (+ thresholds when ``refine``); returns (params, thresholds, train loss)."""
-        thresholds = dict(self.thresholds)
-        search = dict(space)
-        if refine:
-            search.update(self.region.ranges)
-        fixed_mask = fixed_cols = None
-        if not refine:
-            fixed_mask = evaluate(self.region.predicate, self.train.cols, thresholds)
-            fixed_cols = self.train.subset(fixed_mask)
-
-        def split(values):
-            region_values = {k: values[k] for k in self.region.thresholds if k in values}
-            return {k: v for k, v in values.items() if k not in region_values}, region_values
+            w = solve_weights(self.task, y[mask], b[mask], np.ones((int(mask.sum()), 1)), self.options.ridge)
+            after = metrics.loss_rows(self.task, y[mask], b[mask] + w[0])
+            return float(np.sum(after - before[mask]) / y.size)
 
         def objective(trial: optuna.Trial) -> float:
-            values = dict(frozen)
-            for name, r in search.items():
-                values[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
-            corr, reg = split(values)
-            return self._train_objective(structure, corr, {**thresholds, **reg} if refine else None,
-                                         fixed_mask, fixed_cols)
+            values = dict(start)
+            for name, r in region.ranges.items():
+                values[name] = trial.suggest_float(name, r.low, r.high)
+            return change(values)
+
+        import warnings
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # multivariate TPE is marked experimental
+            warnings.simplefilter("ignore")
             sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                                 n_startup_trials=max(1, min(8, self.options.optuna_trials // 2)))
+                                                 n_startup_trials=max(1, min(6, self.options.optuna_trials // 2)))
             study = optuna.create_study(direction="minimize", sampler=sampler)
-            init = {n: (r.init if r.init is not None else (r.low + r.high) / 2) for n, r in search.items()}
-            study.enqueue_trial(init)
+            study.enqueue_trial({k: start[k] for k in region.ranges})
             study.optimize(objective, n_trials=self.options.optuna_trials)
-        best = {k: round_sig(v) for k, v in study.best_params.items()}
-        corr, reg = split({**frozen, **best})
-        values = {**corr}
-        final_thresholds = {**thresholds, **reg}
-        loss = self._train_objective(structure, values, final_thresholds, None, None)
-        return values, final_thresholds, loss
+        values = {**start, **{k: round_sig(v) for k, v in study.best_params.items()}}
+        return values if np.isfinite(change(values)) else start
 
-    # -- the chain ----------------------------------------------------------------------
+    # -- fitting ----------------------------------------------------------------------
+    def _correction(self, fitter: Fitter, mask: np.ndarray, params: dict[str, float],
+                    train: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The correction on every row of ``mask`` (0 elsewhere), clamped to the range it took on ``train``.
+
+        The clamp is the IR's ``max(min(g, hi), lo)``: an expert never moves a margin
+        further than it moved one of the rows it was fitted on, however far a new row
+        lies outside them.  Non-finite values then count as 0, as everywhere.
+        """
+        g = np.zeros(self.rows.n)
+        inside = np.flatnonzero(mask)
+        raw = evaluate(fitter.structure, self.rows.subset(inside), params)
+        seen = raw[np.isin(inside, train)]
+        seen = seen[np.isfinite(seen)]
+        lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (0.0, 0.0)
+        g[inside] = _finite(np.maximum(np.minimum(raw, hi), lo))
+        return g, (lo, hi)
+
+    def _candidate(self, structure: Expr, space: dict[str, ParamRange], frozen: dict[str, float],
+                   seed: int) -> tuple[_Candidate, np.ndarray]:
+        """Fit ``structure`` on all rows (TPE for the new shape constants), then re-solve its
+        weights in every cross-fitting fit on that fit's training rows; score out of fold.
+
+        Returns the candidate and its full-fit correction on every row.
+        """
+        fitter = Fitter(self.task, structure, space, ridge=self.options.ridge, trials=self.options.optuna_trials)
+        full_rows = np.flatnonzero(self.masks[self.F])
+        if full_rows.size < 2:
+            raise ValueError("fewer than 2 rows in the region")
+        full = fitter.fit(self.rows.y[full_rows], self.base[self.F, full_rows], self.rows.subset(full_rows),
+                          frozen, seed)
+        shape = {k: v for k, v in full.items() if k in fitter.shape_params}
+        params, per_fit = [], np.zeros((self.F, self.rows.n))
+        for j in range(self.F):
+            train = np.flatnonzero(self.masks[j] & ~self.folds.test_mask(j))
+            if train.size < 2:  # an empty region in this fit: it corrects nothing
+                params.append(dict(full))
+                continue
+            p = fitter.solve(self.rows.y[train], self.base[j, train], self.rows.subset(train), shape)
+            params.append(p)
+            per_fit[j], _ = self._correction(fitter, self.masks[j], p, train)
+        g_full, bounds = self._correction(fitter, self.masks[self.F], full, full_rows)
+        cand = _Candidate(structure, params, per_fit, self._score(per_fit), full_params=full, bounds=bounds)
+        return cand, g_full
+
+    # -- the prompt -------------------------------------------------------------------
     def _context(self, current: Expr, current_params: dict[str, float], current_score: float, region: Expr,
                  stats, instances, positive, negative, feedback, accepted: int, proposal: int) -> ProposalContext:
         objective = "binary:logistic" if self.task == "binary" else "reg:squarederror"
+        where = "everywhere" if self.region is None else "inside one hard region"
         return ProposalContext(
             task=(f"{self.task} task: add a correction to the frozen legacy model's margin "
-                  f"({'log-odds' if self.task == 'binary' else 'prediction'}) inside one hard region"),
+                  f"({'log-odds' if self.task == 'binary' else 'prediction'}) {where}"),
             objective=objective,
-            metric_name=metrics.metric_name(self.task),
-            region_rule=rule_text(region),
+            metric_name="oof_loss_reduction",
+            region_rule=self._rule(region),
             region=region,
             features=self.features,
             current=current,
             current_params=dict(current_params),
-            current_metric=current_score if self.task == "binary" else -current_score,
+            current_metric=current_score,
             feature_stats=stats,
             instances=instances,
             positive=tuple(positive[-MAX_CONSTRAINTS:]),
@@ -278,21 +359,25 @@ class Chain:
             feedback=feedback,
             iteration=accepted,
             seed=self.seed + proposal,
-            extra={"correction_scale": self.scale, "reserved": tuple(self.region.thresholds),
-                   "proposal": proposal, "region_rows_train": int(evaluate(region, self.train.cols).sum())},
+            extra={"correction_scale": self.scale,
+                   "reserved": tuple(sorted({t for r in (self.fit_regions or []) if r is not None
+                                             for t in r.thresholds})),
+                   "proposal": proposal, "region_rows_train": int(self.masks[self.F].sum())},
         )
 
-    def _prompt_data(self, region: Expr, correction: Expr, proposal: int):
+    def _rule(self, region: Expr) -> str:
+        return EVERYWHERE_RULE if self.region is None else rule_text(region)
+
+    def _prompt_data(self, g_full: np.ndarray, proposal: int):
         """Feature stats and annotated instances under the *current* hybrid (error feedback)."""
-        mask = evaluate(region, self.train.cols)
-        g = evaluate(correction, self.train.subset(mask))
-        margin = self.train.margin[mask] + np.where(np.isfinite(g), g, 0.0)
-        resid = metrics.residuals(self.task, self.train.y[mask], margin)
-        frame = self.train.frame.loc[mask]
-        stats = feature_stats(frame, self.train.frame, resid)
+        mask = self.masks[self.F]
+        margin = self.base[self.F][mask] + g_full[mask]
+        resid = metrics.residuals(self.task, self.rows.y[mask], margin)
+        frame = self.rows.frame.loc[mask]
+        stats = feature_stats(frame, self.rows.frame, resid)
         rng = np.random.default_rng(self.seed + 7919 * proposal)
-        inst = sample_instances(self.task, frame, self.train.y[mask], margin, self.options.n_instances, rng,
-                                legacy=self.train.margin[mask])
+        inst = sample_instances(self.task, frame, self.rows.y[mask], margin, self.options.n_instances, rng,
+                                legacy=self.rows.legacy[mask])
         return stats, inst
 
     def _llm_seconds(self) -> float:
@@ -306,7 +391,7 @@ class Chain:
         self._step_sink(ChainStep(
             chain=self.name, chain_no=self.position[0], n_chains=self.position[1], proposal=proposal,
             max_proposals=self.options.max_proposals, accepted=accepted, iterations=self.options.iterations,
-            metric_name=metrics.metric_name(self.task), best=abs(best), legacy=abs(legacy),
+            metric_name="oof gain", best=best, legacy=legacy,
             llm_seconds=self._llm_seconds() - llm0, seconds=time.perf_counter() - t0, last=last, done=done,
             outcome=outcome))
 
@@ -315,6 +400,7 @@ class Chain:
         if self.archive is not None:
             self.archive.record(chain=self.name, proposer=getattr(self.proposer, "name", "?"), **row)
 
+    # -- the chain ----------------------------------------------------------------------
     def run(self) -> ChainOutcome:
         """Run the chain; progress reporters get a :class:`ChainStep` per proposal and a final one."""
         self._state: dict = {}
@@ -323,53 +409,58 @@ class Chain:
             self._step(**self._state, done=True, outcome=("kept: " if outcome.kept else "dropped: ") + outcome.reason)
         return outcome
 
+    def _seed_stage(self, t0: float) -> tuple[_Candidate, np.ndarray, Expr, dict[str, float]]:
+        """The seed function: a constant bias in the region, thresholds refined per fit."""
+        structure: Expr = Param("c_0")
+        space = {"c_0": ParamRange(-self.scale, self.scale, init=0.0)}
+        # each fit keeps its own CART region; the full fit's thresholds are refined (TPE)
+        thresholds = [dict(r.thresholds) if r is not None else {} for r in (self.fit_regions or [None] * (self.F + 1))]
+        if self.region is not None:
+            thresholds[self.F] = self._refine(self.region, np.arange(self.rows.n), self.base[self.F], self.seed + 17)
+        self.thresholds = thresholds
+        self.masks = np.vstack([self._mask(j, t) for j, t in enumerate(thresholds)])
+        cand, g_full = self._candidate(structure, space, {}, self.seed)
+        region = EVERYWHERE if self.region is None else self.region.bound(thresholds[self.F])
+        refined = self.region is not None and self.options.refine_boundaries and bool(self.region.ranges)
+        self._record(region_rule=self._rule(region), region_postfix=to_postfix(region), iteration=0, proposal=0,
+                     intent="seed: constant bias" + (" + boundary refinement" if refined else ""),
+                     expr_postfix=to_postfix(structure), params_json={**cand.full_params, **thresholds[self.F]},
+                     space_json={k: vars(v) for k, v in {**space, **(self.region.ranges if refined else {})}.items()},
+                     train_loss=None, valid_score=cand.score, previous_score=self._score(np.zeros_like(cand.per_fit)),
+                     tau=None, status="accepted", seconds=time.perf_counter() - t0)
+        return cand, g_full, region, thresholds[self.F]
+
     def _run(self) -> ChainOutcome:
         opts = self.options
         t0 = time.perf_counter()
         llm0 = self._llm_seconds()
-        # seed function: a constant bias inside the region (with boundary refinement)
-        structure: Expr = Param("c_0")
-        space = {"c_0": ParamRange(-self.scale, self.scale, init=0.0)}
-        refine = opts.refine_boundaries and bool(self.region.ranges)
-        params, thresholds, loss = self._tune(structure, space, {}, self.seed, refine)
-        self.thresholds = dict(thresholds)  # frozen from here on
-        region = self.region.bound(thresholds)
-        correction = simplify(bind(structure, params))
-        score = self._score(region, correction)
-        base_score = metrics.score(self.task, self.valid.y, self.valid.margin)
-        history = [{"proposal": 0, "intent": "seed: constant bias", "postfix": to_postfix(structure),
-                    "params": dict(params), "train_loss": loss, "valid_score": score, "status": "accepted"}]
-        self._record(region_rule=rule_text(region), region_postfix=to_postfix(region), iteration=0, proposal=0,
-                     intent="seed: constant bias" + (" + boundary refinement" if refine else ""),
-                     expr_postfix=to_postfix(structure), params_json={**params, **thresholds},
-                     space_json={k: vars(v) for k, v in {**space, **(self.region.ranges if refine else {})}.items()},
-                     train_loss=loss, valid_score=score, previous_score=base_score, tau=None, status="accepted",
-                     seconds=time.perf_counter() - t0)
-        self.progress(f"{self.name}: seed bias {params['c_0']:+.4g}, {metrics.metric_name(self.task)} "
-                      f"{abs(score):.4f} (legacy {abs(base_score):.4f}); rule {rule_text(region)}")
-
-        current = (structure, params, correction, score)
-        best = current
+        start_score = self._score(np.zeros((self.F, self.rows.n)))
+        current, g_full, region, thresholds = self._seed_stage(t0)
+        self.progress(f"{self.name}: seed bias {current.full_params['c_0']:+.4g}, out-of-fold gain "
+                      f"{current.score - start_score:+.5f}; rule {self._rule(region)}")
+        history = [{"proposal": 0, "intent": "seed: constant bias", "postfix": to_postfix(current.structure),
+                    "params": dict(current.full_params), "oof_score": round(current.score, 8), "status": "accepted"}]
+        best, best_full = current, g_full
         positive: list[str] = []
         negative: list[str] = []
         feedback = None
         tau = opts.tau0
         accepted = proposals = 0
-        stats, inst = self._prompt_data(region, correction, 0)
-        region_cols_train = self.train.subset(evaluate(region, self.train.cols))
+        stats, inst = self._prompt_data(g_full, 0)
+        region_rows = np.flatnonzero(self.masks[self.F])
+        region_cols = self.rows.subset(region_rows)
         while True:
-            self._state = dict(proposal=proposals, accepted=accepted, best=best[3], legacy=base_score, llm0=llm0,
-                               t0=t0, last=getattr(self, "_last", ""))
+            self._state = dict(proposal=proposals, accepted=accepted, best=best.score - start_score, legacy=0.0,
+                               llm0=llm0, t0=t0, last=getattr(self, "_last", ""))
             self._step(**self._state)
             if not (accepted < opts.iterations and proposals < opts.max_proposals and time.time() < self.deadline):
                 break
             proposals += 1
             t1 = time.perf_counter()
-            cur_structure, cur_params, cur_correction, cur_score = current
-            ctx = self._context(cur_structure, cur_params, cur_score, region, stats, inst, positive, negative,
-                                feedback, accepted, proposals)
-            common = dict(region_rule=rule_text(region), region_postfix=to_postfix(region), iteration=accepted,
-                          proposal=proposals, previous_score=cur_score, tau=tau)
+            ctx = self._context(current.structure, current.full_params, current.score, region, stats, inst,
+                                positive, negative, feedback, accepted, proposals)
+            common = dict(region_rule=self._rule(region), region_postfix=to_postfix(region), iteration=accepted,
+                          proposal=proposals, previous_score=current.score, tau=tau)
             try:
                 prop: Proposal = self.proposer.propose(ctx)
             except BudgetExhausted as e:  # the whole compile's LLM budget: stop asking, keep what we have
@@ -389,13 +480,15 @@ class Chain:
                              seconds=time.perf_counter() - t1)
                 tau *= opts.tau_decay
                 continue
+            cur_params = current.full_params
             new_names = [p for p in params_of(prop.expr) if p not in cur_params]
+            reserved = {t for r in (self.fit_regions or []) if r is not None for t in r.thresholds}
             try:
                 validate(prop.expr, features=self.features, params=set(cur_params) | set(prop.space),
                          expect="num", limits=Limits())
                 if not new_names:
                     raise IRValidationError(["the structure adds no new parameter to tune"])
-                clash = sorted(set(new_names) & set(self.region.thresholds))
+                clash = sorted(set(new_names) & reserved)
                 if clash:
                     raise IRValidationError([f"parameter name(s) {', '.join('@' + c for c in clash)} are "
                                              "reserved for the region's thresholds"])
@@ -407,14 +500,14 @@ class Chain:
                 tau *= opts.tau_decay
                 continue
             space = {k: v for k, v in prop.space.items() if k in new_names}
-            # does the structure change the function on the region at all?  (cheap, before Optuna)
+            # does the structure change the function on the region at all?  (cheap, before fitting)
             probe_rng = np.random.default_rng(self.seed + 31 * proposals)
-            before = evaluate(cur_correction, region_cols_train)
+            before = evaluate(current.structure, region_cols, cur_params)
             changed = False
             with np.errstate(all="ignore"):
                 for _ in range(3):
                     probe = {**cur_params, **{k: float(probe_rng.uniform(r.low, r.high)) for k, r in space.items()}}
-                    after = evaluate(prop.expr, region_cols_train, probe)
+                    after = evaluate(prop.expr, region_cols, probe)
                     if not np.array_equal(np.nan_to_num(after), np.nan_to_num(before)):
                         changed = True
                         break
@@ -428,66 +521,75 @@ class Chain:
                 continue
             feedback = None
             try:
-                new_params, _, loss = self._tune(prop.expr, space, cur_params, self.seed + 101 * proposals, False)
-                new_correction = simplify(bind(prop.expr, new_params))
-                new_score = self._score(region, new_correction)
+                cand, g_cand = self._candidate(prop.expr, space, cur_params, self.seed + 101 * proposals)
             except Exception as e:  # noqa: BLE001 - a candidate that cannot be evaluated is a failed candidate
                 feedback = f"evaluating the previous answer failed: {type(e).__name__}: {e}"
                 self._record(**common, status="failed", intent=prop.intent, expr_postfix=to_postfix(prop.expr),
                              message=feedback, raw=prop.raw, usage_json=prop.usage, seconds=time.perf_counter() - t1)
                 tau *= opts.tau_decay
                 continue
-            # annealing: tolerate a small loss early on; but an edit that leaves the valid
-            # score exactly where it was only adds complexity, so it is not promoted
-            ok = bool(np.isfinite(new_score)) and new_score > cur_score - tau and new_score != cur_score
+            # annealing: tolerate a small loss early on; an edit that leaves the score exactly
+            # where it was only adds complexity, so it is not promoted
+            ok = bool(np.isfinite(cand.score)) and cand.score > current.score - tau and cand.score != current.score
             status = "accepted" if ok else "rejected"
-            summary = (f"{prop.intent}: {metrics.metric_name(self.task)} {abs(new_score):.4f} "
-                       f"vs {abs(cur_score):.4f} ({status})")
-            (positive if ok and new_score >= cur_score else negative).append(summary)
+            summary = (f"{prop.intent}: out-of-fold gain {cand.score - start_score:+.5f} vs "
+                       f"{current.score - start_score:+.5f} ({status})")
+            (positive if ok and cand.score >= current.score else negative).append(summary)
             history.append({"proposal": proposals, "intent": prop.intent, "postfix": to_postfix(prop.expr),
-                            "params": dict(new_params), "train_loss": loss, "valid_score": new_score, "status": status})
+                            "params": dict(cand.full_params or {}), "oof_score": round(cand.score, 8),
+                            "status": status})
             self._record(**common, status=status, intent=prop.intent, expr_postfix=to_postfix(prop.expr),
-                         params_json=new_params, space_json={k: vars(v) for k, v in space.items()},
-                         train_loss=loss, valid_score=new_score, raw=prop.raw, usage_json=prop.usage,
+                         params_json=cand.full_params, space_json={k: vars(v) for k, v in space.items()},
+                         valid_score=cand.score, raw=prop.raw, usage_json=prop.usage,
                          seconds=time.perf_counter() - t1)
             if ok:
                 accepted += 1
-                current = (prop.expr, new_params, new_correction, new_score)
-                if new_score > best[3]:
-                    best = current
-                stats, inst = self._prompt_data(region, new_correction, proposals)
-                self.progress(f"{self.name}: accepted '{prop.intent}' → {abs(new_score):.4f}")
+                current = cand
+                if cand.score > best.score:
+                    best, best_full = cand, g_cand
+                stats, inst = self._prompt_data(g_cand, proposals)
+                self.progress(f"{self.name}: accepted '{prop.intent}' → out-of-fold gain "
+                              f"{cand.score - start_score:+.5f}")
             tau *= opts.tau_decay
+        return self._finish(best, best_full, region, thresholds, start_score, accepted, proposals, history)
 
-        structure, params, correction, score = best
-        # earn its place: loss reduction on the valid rows of the region, paired z statistic
-        margin, mask = self._valid_margin(region, correction)
-        before_l = metrics.loss_rows(self.task, self.valid.y[mask], self.valid.margin[mask])
-        after_l = metrics.loss_rows(self.task, self.valid.y[mask], margin[mask])
-        z = metrics.paired_z(before_l, after_l)
-        train_mask = evaluate(region, self.train.cols)
-        g_train = evaluate(correction, self.train.subset(train_mask))
-        train_margin = self.train.margin.copy()
-        train_margin[train_mask] += np.where(np.isfinite(g_train), g_train, 0.0)
+    def _finish(self, best: _Candidate, g_full: np.ndarray, region: Expr, thresholds: dict[str, float],
+                start_score: float, accepted: int, proposals: int, history: list[dict]) -> ChainOutcome:
+        """Shrink the best correction out of fold, bind the full fit, and say whether it ships."""
+        oof_g = self.folds.oof(best.per_fit)
+        y = np.tile(self.rows.y, self.folds.repeats)
+        s, _ = best_shrink(self.task, y, self.oof_base.reshape(-1), oof_g.reshape(-1))
+        correction = simplify(bind(best.structure, best.full_params))
+        if s != 1.0:
+            correction = simplify(Binary("mul", Const(s), correction))
+        lo, hi = _outward(s * best.bounds[0], up=False), _outward(s * best.bounds[1], up=True)
+        correction = Binary("max", Binary("min", correction, Const(hi)), Const(lo))
+        per_fit = np.vstack([s * best.per_fit, s * g_full[None, :]])
+        shrunk_score = self._score(s * best.per_fit)
+        mask_full = self.masks[self.F]
+        oof_mask = self.folds.oof(self.masks[: self.F].astype(float))[0] > 0.5
+        oof_margin = self.oof_base[0] + self.folds.oof(per_fit[: self.F])[0]
+        y0 = self.rows.y
+
+        def region_metrics(mask, margin):
+            return {"region": metrics.report(self.task, y0[mask], margin[mask]),
+                    "region_legacy": metrics.report(self.task, y0[mask], self.rows.legacy[mask])}
+
         expert = Expert(
-            name=self.name, region_index=self.region.index, region=region, region_rule=rule_text(region),
-            correction=correction, structure=structure, params={**params, **thresholds},
+            name=self.name, region_index=0 if self.region is None else self.region.index, region=region,
+            region_rule=self._rule(region), correction=correction, structure=best.structure,
+            params={**best.full_params, **thresholds}, strength=s,
             metrics={
-                "train": {"region": metrics.report(self.task, self.train.y[train_mask], train_margin[train_mask]),
-                          "region_legacy": metrics.report(self.task, self.train.y[train_mask],
-                                                          self.train.margin[train_mask])},
-                "valid": {"region": metrics.report(self.task, self.valid.y[mask], margin[mask]),
-                          "region_legacy": metrics.report(self.task, self.valid.y[mask], self.valid.margin[mask]),
-                          "score": round(float(score), 6), "legacy_score": round(float(base_score), 6),
-                          "z": round(float(z), 4) if np.isfinite(z) else None},
+                "oof": {**region_metrics(oof_mask, oof_margin),
+                        "gain": round(float(shrunk_score - start_score), 8),
+                        "gain_unshrunk": round(float(best.score - start_score), 8),
+                        "strength": s},
+                "full": region_metrics(mask_full, self.base[self.F] + per_fit[self.F]),
             },
-            iterations=accepted, proposals=proposals, history=history, z=z,
+            iterations=accepted, proposals=proposals, history=history,
         )
-        if mask.sum() < 2:
-            return ChainOutcome(expert, False, "fewer than 2 valid rows in the region")
-        if not z >= opts.expert_min_z:
-            return ChainOutcome(expert, False, f"valid loss reduction not significant (z = {z:.2f} < "
-                                               f"{opts.expert_min_z})")
-        if not score > base_score:
-            return ChainOutcome(expert, False, "does not improve the valid score over the legacy model")
-        return ChainOutcome(expert, True, f"valid z = {z:.2f}, score {abs(score):.4f} vs legacy {abs(base_score):.4f}")
+        if s == 0.0:
+            return ChainOutcome(expert, False, "out-of-fold shrinkage chose strength 0: the correction does not "
+                                               "reduce the loss on rows it was not fitted on")
+        return ChainOutcome(expert, True, f"out-of-fold gain {shrunk_score - start_score:+.5f} of the legacy loss at "
+                                          f"strength {s:g}", per_fit=per_fit, masks=self.masks.copy())

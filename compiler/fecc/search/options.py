@@ -11,73 +11,92 @@ class SearchOptions:
 
     Attributes
     ----------
+    n_folds : the search's cross-fitting folds (stratified); every choice is made on
+        out-of-fold predictions, and what ships is refitted on all rows.  The gate's outer
+        folds are given to :func:`run_search` (``fecc compile`` uses ``gate_folds``).
+    gate_folds : outer folds: the whole search is rerun on each fold's complement and
+        judged on the fold.
+    fold_repeats : cut the folds this many times (each row is judged once per cut);
+        ``0`` (default) repeats only when rows are few (``ceil(2000 / n)``, at most 3).
+    global_expert : run a chain over the whole feature space first (an additive
+        correction over several features), before the CART regions.
     n_regions : at most this many hard regions (one expert chain each).
-    cart_depth : depth of the CART tree fitted to the residual target on the train split.
+    cart_depth : depth of the CART tree fitted to the residual target.
     region_target : what the CART tree fits: ``"excess"`` (default) — for binary tasks
         ``|y − p| − 2p(1 − p)``, the absolute residual minus what a calibrated model with
-        that probability expects, so regions are where the legacy model is *wrong more
-        than it believes* rather than merely uncertain (for regression the same as
-        ``"abs"``); ``"abs"`` — ``|y − ŷ|`` as in seed 004 §4.1.
-    min_leaf : fewest train rows a region may hold (CART ``min_samples_leaf``, and the
-        floor under boundary refinement).
+        that probability expects, so regions are where the model is *wrong more than it
+        believes* rather than merely uncertain (for regression the same as ``"abs"``);
+        ``"abs"`` — ``|y − ŷ|`` as in seed 004 §4.1.  Residuals are out of fold, after the
+        whole-space expert.
+    min_leaf : fewest rows a region may hold (CART ``min_samples_leaf``, and the floor
+        under boundary refinement).
     iterations : successful (accepted) structure changes per chain before it stops (seed 004's T).
     max_proposals : budget of proposals per chain, accepted or not.
-    optuna_trials : TPE trials per candidate structure (seed 004's M).
-    tau0 : initial annealing tolerance: a candidate is accepted when its validation score
-        exceeds the current one minus ``tau``.
+    global_proposals : the same budget for the whole-space chain.
+    optuna_trials : TPE trials for a candidate's new shape constants (seed 004's M); linear
+        weights are solved in closed form.
+    ridge : penalty on the linear weights, in pseudo-observations on each term's
+        standardised scale.
+    tau0 : initial annealing tolerance: a candidate is accepted when its out-of-fold score
+        (fraction of the legacy loss removed) exceeds the current one minus ``tau``.
     tau_decay : ``tau`` is multiplied by this after every proposal.
     n_instances : region rows shown to the proposer as few-shot context (seed 004's N).
-    refine_boundaries : let the first inner loop of each chain move the region's
-        thresholds (seed 004's boundary refinement).
-    refine_width : thresholds may move by this many train standard deviations of their feature.
-    expert_min_z : an expert is kept only if its loss reduction on the validation rows of
-        its region has a paired z statistic at least this large (it must earn its place
-        on rows it was not fitted on).
+    refine_boundaries : let the seed step of each chain move the region's thresholds
+        (seed 004's boundary refinement), separately in every fit.
+    refine_width : thresholds may move by this many standard deviations of their feature.
     aggregator : ``"xgboost"`` (seed 004's context-aware aggregator) or ``"sum"``
         (legacy margin plus the experts' corrections, no trees).
     aggregator_base : base margin the aggregator trees correct: ``"legacy+experts"``
         (legacy margin plus the experts' corrections; zero trees = the plain sum) or
         ``"legacy"`` (the legacy margin only).
-    agg_max_rounds : most boosting rounds of the aggregator (chosen by CV on valid).
+    agg_max_rounds : most boosting rounds of the aggregator (chosen on out-of-fold loss).
     agg_max_depth, agg_eta, agg_lambda, agg_min_child_weight, agg_subsample :
         aggregator XGBoost parameters: kept small and regularised on purpose.
-    gate_tolerance : the ensemble ships when its holdout metric is no worse than the
-        legacy model's by more than this (AUC points, or RMSE units).
-    seed : seed of every random choice (proposer, Optuna, aggregator).
+    gate_alpha : the ensemble ships when the paired test on out-of-fold predictions
+        (DeLong for AUC, paired z for RMSE) gives a one-sided p-value at most this.
+    seed : seed of every random choice (folds, proposer, Optuna, aggregator).
     time_budget_s : wall-clock budget of the chains; past it, chains stop proposing
         (a safety net: a run that hits it is no longer reproducible).
     n_jobs : threads for XGBoost.
+    n_workers : processes that run the gate's outer-fold searches (the built-in grammar
+        proposer only; LLM proposers run them one after the other).
     """
 
-    n_regions: int = 5
+    n_folds: int = 5
+    gate_folds: int = 5
+    fold_repeats: int = 0
+    global_expert: bool = True
+    n_regions: int = 4
     cart_depth: int = 3
     region_target: str = "excess"
-    min_leaf: int = 20
-    iterations: int = 5
-    max_proposals: int = 15
-    optuna_trials: int = 24
-    tau0: float = 0.002
+    min_leaf: int = 30
+    iterations: int = 6
+    max_proposals: int = 10
+    global_proposals: int = 16
+    optuna_trials: int = 12
+    ridge: float = 2.0
+    tau0: float = 0.0002
     tau_decay: float = 0.7
     n_instances: int = 20
     refine_boundaries: bool = True
     refine_width: float = 0.25
-    expert_min_z: float = 1.64
     aggregator: str = "xgboost"
     aggregator_base: str = "legacy+experts"
-    agg_max_rounds: int = 60
+    agg_max_rounds: int = 200
     agg_max_depth: int = 2
-    agg_eta: float = 0.05
+    agg_eta: float = 0.1
     agg_lambda: float = 10.0
     agg_min_child_weight: float = 5.0
     agg_subsample: float = 0.8
-    gate_tolerance: float = 0.0
+    gate_alpha: float = 0.05
     seed: int = 0
     time_budget_s: float = 600.0
     n_jobs: int = 1
+    n_workers: int = 2
 
     def __post_init__(self):
-        positive = ("n_regions", "cart_depth", "min_leaf", "iterations", "max_proposals",
-                    "optuna_trials", "agg_max_rounds", "agg_max_depth", "n_jobs")
+        positive = ("cart_depth", "min_leaf", "iterations", "max_proposals", "global_proposals",
+                    "optuna_trials", "agg_max_rounds", "agg_max_depth", "n_jobs", "n_workers")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -89,8 +108,16 @@ class SearchOptions:
             raise ValueError(f"aggregator_base must be 'legacy+experts' or 'legacy', got {self.aggregator_base!r}")
         if not 0.0 < self.tau_decay <= 1.0:
             raise ValueError(f"tau_decay must be in (0, 1], got {self.tau_decay!r}")
-        if self.tau0 < 0 or self.gate_tolerance < 0 or self.refine_width < 0:
-            raise ValueError("tau0, gate_tolerance and refine_width must be non-negative")
+        if self.n_regions < 0:
+            raise ValueError(f"n_regions must be at least 0, got {self.n_regions!r}")
+        if self.n_folds < 2 or self.gate_folds < 2:
+            raise ValueError(f"n_folds and gate_folds must be at least 2, got {self.n_folds!r}, {self.gate_folds!r}")
+        if not 0 <= self.fold_repeats <= 10:
+            raise ValueError(f"fold_repeats must be in 0..10, got {self.fold_repeats!r}")
+        if self.tau0 < 0 or self.refine_width < 0 or self.ridge < 0:
+            raise ValueError("tau0, ridge and refine_width must be non-negative")
+        if not 0.0 < self.gate_alpha < 0.5:
+            raise ValueError(f"gate_alpha must be in (0, 0.5), got {self.gate_alpha!r}")
         if not 0.0 < self.agg_subsample <= 1.0:
             raise ValueError(f"agg_subsample must be in (0, 1], got {self.agg_subsample!r}")
 
