@@ -428,6 +428,10 @@ SCALARS = st.one_of(
 )
 
 
+ARRAY_SCALARS = st.one_of(st.floats(), st.integers(-2**70, 2**70), st.none(), st.booleans(), st.text(max_size=3),
+                          st.complex_numbers(max_magnitude=10, allow_nan=False))
+
+
 @st.composite
 def rows_for(draw, names: tuple[str, ...]):
     kind = draw(st.sampled_from(["dict", "dict", "one_odd", "list", "array"]))
@@ -445,8 +449,8 @@ def rows_for(draw, names: tuple[str, ...]):
         return draw(st.lists(SCALARS, min_size=n, max_size=n).map(lambda v: v if draw(st.booleans()) else tuple(v)))
     shape = draw(st.sampled_from([(len(names),), (len(names),), (len(names) + 1,), (1, len(names)), ()]))
     dtype = draw(st.sampled_from([np.float64, np.float32, np.int64, np.bool_, object, np.complex128, "U3"]))
-    try:
-        return np.asarray(np.reshape(np.array([draw(SCALARS) for _ in range(int(np.prod(shape)))], dtype=object),
+    try:   # (not SCALARS: int(Decimal("1e999999")) alone would take a minute)
+        return np.asarray(np.reshape(np.array([draw(ARRAY_SCALARS) for _ in range(int(np.prod(shape)))], dtype=object),
                                      shape), dtype=dtype)
     except (TypeError, ValueError, OverflowError):
         return np.zeros(shape, dtype=dtype)

@@ -58,7 +58,7 @@ def planted(tmp_path_factory):
     Xl, yl = make_planted(2000, 101, with_region=False)
     params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.1, "seed": 0, "nthread": 1}
     xgb.train(params, xgb.DMatrix(Xl.to_numpy(), label=yl, missing=np.nan), 60).save_model(d / "model.json")
-    X, y = make_planted(1200, 1)
+    X, y = make_planted(2400, 1)
     X.assign(y=y).to_parquet(d / "data.parquet")
     return d
 
@@ -257,6 +257,34 @@ def test_regression_and_unlabelled_bundles(tmp_path):
     compile_bundle(tmp_path / "model.json", tmp_path / "x.parquet", tmp_path / "c", CompileOptions(search="none"))
     assert _data(tmp_path / "c")["rows"]["n"] == 0
     assert "no target column" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_exp_link_metrics_are_on_predicted_values(tmp_path):
+    """reg:gamma: residuals and RMSE are measured on exp(margin), what the model predicts."""
+    import xgboost as xgb
+
+    df = make_table(n=300, seed=6, task="regression", nan_frac=0.0)
+    df["y"] = np.exp(df["y"] / 3.0)
+    train_xgb(df, tmp_path / "model.json", objective="reg:gamma")
+    df.to_parquet(tmp_path / "data.parquet")
+    compile_bundle(tmp_path / "model.json", tmp_path / "data.parquet", tmp_path / "b", CompileOptions(search="none"))
+    pred = xgb.Booster(model_file=str(tmp_path / "model.json")).predict(xgb.DMatrix(df.drop(columns=["y"])))
+    rmse = float(np.sqrt(np.mean((df["y"].to_numpy() - pred) ** 2)))
+    assert _data(tmp_path / "b")["metrics"]["legacy"]["rmse"] == pytest.approx(rmse, rel=1e-4)
+
+
+def test_gain_importances_name_the_features():
+    import xgboost as xgb
+
+    from fecc.report.data import xgboost_importances
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = (X[:, 1] + 0.1 * rng.normal(size=400) > 0).astype(float)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1}, xgb.DMatrix(X, label=y), 5)
+    rows = xgboost_importances(bytes(booster.save_raw("json")), ["a", "b", "c"])
+    assert rows[0]["feature"] == "b" and rows[0]["total_gain"] > 0 and rows[0]["splits"] >= 5
+    assert {r["feature"] for r in rows} <= {"a", "b", "c"}
 
 
 def test_render_reads_the_manifest_defensively():

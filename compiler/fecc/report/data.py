@@ -50,10 +50,15 @@ def _sigmoid(m: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-m))
 
 
-def output_space(task: str, margin: np.ndarray) -> np.ndarray:
-    """Predictions the residuals are measured in: probability (binary) or value (regression)."""
+def output_space(task: str, margin: np.ndarray, link: str = "identity") -> np.ndarray:
+    """Predictions the residuals are measured in: probability (binary) or the predicted value
+    (regression: the model's link applied to the margin, e.g. exp for poisson/gamma/tweedie)."""
     m = np.asarray(margin, dtype=np.float64)
-    return _sigmoid(m) if task == "binary" else m
+    if task == "binary":
+        return _sigmoid(m)
+    from fecc_runtime import apply_link
+
+    return apply_link(m, link) if link in ("identity", "exp", "logistic") else m
 
 
 # --------------------------------------------------------------------------- curves
@@ -110,10 +115,11 @@ def reliability(task: str, y: np.ndarray, pred: np.ndarray, bins: int = RELIABIL
     return out
 
 
-def _metric_report(task: str, y: np.ndarray, margin: np.ndarray) -> dict:
+def _metric_report(task: str, y: np.ndarray, margin: np.ndarray, link: str = "identity") -> dict:
+    """``metrics.report`` (binary: from margins; regression: on the predicted values)."""
     from ..search import metrics
 
-    return metrics.report(task, y, margin)
+    return metrics.report(task, y, margin if task == "binary" else output_space(task, margin, link))
 
 
 # --------------------------------------------------------------------------- regions
@@ -138,13 +144,13 @@ def _parse(postfix: Any):
 
 
 def region_stats(task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray,
-                 bundle_margin: np.ndarray) -> list[dict]:
+                 bundle_margin: np.ndarray, link: str = "identity") -> list[dict]:
     """Coverage and mean |residual| (legacy, bundle, the expert alone) inside each expert's region."""
     from ..ir import evaluate
 
     cols = {str(c): frame[c].to_numpy(np.float64) for c in frame.columns}
-    p_legacy = output_space(task, legacy_margin)
-    p_bundle = output_space(task, bundle_margin)
+    p_legacy = output_space(task, legacy_margin, link)
+    p_bundle = output_space(task, bundle_margin, link)
     out = []
     for status, e in _region_entries(manifest):
         region = (e.get("region") or {})
@@ -166,16 +172,16 @@ def region_stats(task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray, 
         if n:
             entry["residual_before"] = sig(np.mean(np.abs(y[mask] - p_legacy[mask])))
             entry["residual_after"] = sig(np.mean(np.abs(y[mask] - p_bundle[mask])))
-            entry["metrics_before"] = _metric_report(task, y[mask], legacy_margin[mask])
-            entry["metrics_after"] = _metric_report(task, y[mask], bundle_margin[mask])
+            entry["metrics_before"] = _metric_report(task, y[mask], legacy_margin[mask], link)
+            entry["metrics_after"] = _metric_report(task, y[mask], bundle_margin[mask], link)
             corr = _parse((e.get("correction") or {}).get("postfix"))
             if corr is not None:
                 try:
                     g = np.asarray(evaluate(corr, {k: v[mask] for k, v in cols.items()}), dtype=np.float64)
                     g = np.where(np.isfinite(g), g, 0.0)
                     alone = legacy_margin[mask] + g
-                    entry["residual_expert"] = sig(np.mean(np.abs(y[mask] - output_space(task, alone))))
-                    entry["metrics_expert"] = _metric_report(task, y[mask], alone)
+                    entry["residual_expert"] = sig(np.mean(np.abs(y[mask] - output_space(task, alone, link))))
+                    entry["metrics_expert"] = _metric_report(task, y[mask], alone, link)
                 except (KeyError, ValueError, TypeError):
                     pass
         out.append(entry)
@@ -322,8 +328,9 @@ def collect(*, task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray | N
         bm = oof[rows]
     else:
         bm = np.asarray(bundle_margin(sub), dtype=np.float64).reshape(-1)
-    data["metrics"] = {"legacy": _metric_report(task, yy, lm), "bundle": _metric_report(task, yy, bm)}
-    pl, pb = output_space(task, lm), output_space(task, bm)
+    link = str((manifest.get("task") or {}).get("link") or "identity")
+    data["metrics"] = {"legacy": _metric_report(task, yy, lm, link), "bundle": _metric_report(task, yy, bm, link)}
+    pl, pb = output_space(task, lm, link), output_space(task, bm, link)
     curves: dict[str, Any] = {"reliability": {"legacy": reliability(task, yy, pl), "bundle": reliability(task, yy, pb)}}
     if task == "binary":
         curves["roc"] = {"fpr": [sig(v, 5) for v in np.linspace(0.0, 1.0, ROC_POINTS)],
@@ -332,7 +339,7 @@ def collect(*, task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray | N
                                  "bundle": data["metrics"]["bundle"].get("auc")}}
     data["curves"] = curves
     data["residual"] = {"legacy": sig(np.mean(np.abs(yy - pl))), "bundle": sig(np.mean(np.abs(yy - pb)))}
-    data["regions"] = region_stats(task, manifest, sub, yy, lm, bm)
+    data["regions"] = region_stats(task, manifest, sub, yy, lm, bm, link)
     return data
 
 
