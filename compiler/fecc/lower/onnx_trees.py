@@ -231,7 +231,55 @@ def _read_trees(model: Any, model_path: Path) -> list[dict[str, np.ndarray]]:
 def _build_graph(onnx: Any, trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base: np.ndarray,
                  dtype: np.dtype, *, name: str, lightgbm: bool, doc: str) -> Any:
     """The ONNX model: input preprocessing, one TreeEnsemble node, the output shape."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    num_feature, num_class = forest["num_feature"], forest["num_class"]
+    nodes, inits = tree_nodes(trees, forest, base, dtype, lightgbm=lightgbm)
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    out_shape = ["N"] if num_class == 1 else ["N", num_class]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("X", elem, ["N", num_feature])],
+        [helper.make_tensor_value_info("margin", elem, out_shape)], initializer=inits,
+    )
+    model = helper.make_model(
+        graph, producer_name="fecc", producer_version=__version__, doc_string=doc,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET), helper.make_opsetid("ai.onnx.ml", ONNX_ML_OPSET)],
+    )
+    model.ir_version = IR_VERSION
+    return model
+
+
+def read_forest(model_path: Path, model_format: str) -> tuple[list[dict[str, np.ndarray]], dict[str, Any], np.ndarray]:
+    """(treelite's trees, the flattened forest, the base margin per output) of a model file,
+    read and checked exactly as :func:`lower_onnx` reads it; for graphs that hold several
+    ensembles (:mod:`fecc.lower.onnx_graph`)."""
+    import treelite
+
+    model_path = Path(model_path)
+    with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
+        load_path = model_path
+        if model_format == "xgboost_json":
+            load_path, _ = _strip_xgboost_encoder(model_path, Path(mtmp))
+        with _native_log_captured():
+            model = _load(load_path, model_format, treelite)
+    forest = _flatten(model, model_path)
+    base = forest["arrays"]["base_score"]
+    if model_format == "xgboost_json":
+        base = _xgboost_base_margin(model_path, base)
+    return _read_trees(model, model_path), forest, base
+
+
+def tree_nodes(trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base: np.ndarray, dtype: np.dtype, *,
+               lightgbm: bool, x: str = "X", prefix: str = "", out: str = "margin") -> tuple[list, list]:
+    """The nodes and initializers that turn input ``x`` into the ensemble's margin ``out``.
+
+    ``out`` is ``[N]`` for one output column, else ``[N, num_class]``, in ``dtype``;
+    every other value, node and initializer name starts with ``prefix``, so several
+    ensembles fit in one graph.
+    """
+    from onnx import helper, numpy_helper
+
+    p = prefix
 
     num_feature, num_class = forest["num_feature"], forest["num_class"]
     class_id = np.asarray(forest["arrays"]["tree_class"], dtype=np.int64)
@@ -315,41 +363,38 @@ def _build_graph(onnx: Any, trees: list[dict[str, np.ndarray]], forest: dict[str
         leaf_target.extend([target] * len(leaves))
         leaf_weight.extend(f["leaf_value"][leaves].astype(np.float64).tolist())
 
-    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
-
     def tensor(values, np_dtype, tname):
         return numpy_helper.from_array(np.asarray(values, dtype=np_dtype), tname)
 
     nodes = []
     inits = []
-    x = "X"
     if lightgbm:
         # LightGBM reads |x| <= kZeroThreshold as 0 (NaN stays NaN: the comparison is false)
-        inits += [tensor(_LGBM_ZERO, dtype, "zero_threshold"), tensor(0.0, dtype, "zero")]
+        inits += [tensor(_LGBM_ZERO, dtype, p + "zero_threshold"), tensor(0.0, dtype, p + "zero")]
         nodes += [
-            helper.make_node("Abs", [x], ["x_abs"], name="x_abs"),
-            helper.make_node("LessOrEqual", ["x_abs", "zero_threshold"], ["x_is_zero"], name="x_is_zero"),
-            helper.make_node("Where", ["x_is_zero", "zero", x], ["x_read"], name="x_read"),
+            helper.make_node("Abs", [x], [p + "x_abs"], name=p + "x_abs"),
+            helper.make_node("LessOrEqual", [p + "x_abs", p + "zero_threshold"], [p + "x_is_zero"], name=p + "x_is_zero"),
+            helper.make_node("Where", [p + "x_is_zero", p + "zero", x], [p + "x_read"], name=p + "x_read"),
         ]
-        x = "x_read"
+        x = p + "x_read"
     if cat_feats:
         # category code: floor(x) for 0 <= x <= 2^24 (abs() turns -0.0 into 0.0), else -1; NaN stays NaN.
         # floor alone would already miss every set for the others (sets hold 0..2^24); the
         # explicit -1 keeps the membership tests on small integers whatever onnxruntime does
         # with them inside (it may roll EQ chains into bitsets).
-        inits += [tensor(cat_feats, np.int64, "cat_features"), tensor(0.0, dtype, "zero_c"),
-                  tensor(float(MAX_CATEGORY), dtype, "max_category"), tensor(_NO_CATEGORY, dtype, "no_category")]
+        inits += [tensor(cat_feats, np.int64, p + "cat_features"), tensor(0.0, dtype, p + "zero_c"),
+                  tensor(float(MAX_CATEGORY), dtype, p + "max_category"), tensor(_NO_CATEGORY, dtype, p + "no_category")]
         nodes += [
-            helper.make_node("Gather", [x, "cat_features"], ["cat_x"], name="cat_x", axis=1),
-            helper.make_node("Less", ["cat_x", "zero_c"], ["cat_neg"], name="cat_neg"),
-            helper.make_node("Greater", ["cat_x", "max_category"], ["cat_big"], name="cat_big"),
-            helper.make_node("Or", ["cat_neg", "cat_big"], ["cat_none"], name="cat_none"),
-            helper.make_node("Floor", ["cat_x"], ["cat_floor"], name="cat_floor"),
-            helper.make_node("Abs", ["cat_floor"], ["cat_int"], name="cat_int"),
-            helper.make_node("Where", ["cat_none", "no_category", "cat_int"], ["cat_code"], name="cat_code"),
-            helper.make_node("Concat", [x, "cat_code"], ["x_trees"], name="x_trees", axis=1),
+            helper.make_node("Gather", [x, p + "cat_features"], [p + "cat_x"], name=p + "cat_x", axis=1),
+            helper.make_node("Less", [p + "cat_x", p + "zero_c"], [p + "cat_neg"], name=p + "cat_neg"),
+            helper.make_node("Greater", [p + "cat_x", p + "max_category"], [p + "cat_big"], name=p + "cat_big"),
+            helper.make_node("Or", [p + "cat_neg", p + "cat_big"], [p + "cat_none"], name=p + "cat_none"),
+            helper.make_node("Floor", [p + "cat_x"], [p + "cat_floor"], name=p + "cat_floor"),
+            helper.make_node("Abs", [p + "cat_floor"], [p + "cat_int"], name=p + "cat_int"),
+            helper.make_node("Where", [p + "cat_none", p + "no_category", p + "cat_int"], [p + "cat_code"], name=p + "cat_code"),
+            helper.make_node("Concat", [x, p + "cat_code"], [p + "x_trees"], name=p + "x_trees", axis=1),
         ]
-        x = "x_trees"
+        x = p + "x_trees"
     attrs = dict(
         aggregate_function=1,  # SUM
         post_transform=0,      # NONE: the graph returns the margin
@@ -368,22 +413,12 @@ def _build_graph(onnx: Any, trees: list[dict[str, np.ndarray]], forest: dict[str
     )
     if members:
         attrs["membership_values"] = tensor(members, dtype, "membership_values")
-    margin = "margin" if num_class > 1 else "margin_2d"
-    nodes.append(helper.make_node("TreeEnsemble", [x], [margin], name="trees", domain="ai.onnx.ml", **attrs))
+    margin = out if num_class > 1 else p + "margin_2d"
+    nodes.append(helper.make_node("TreeEnsemble", [x], [margin], name=p + "trees", domain="ai.onnx.ml", **attrs))
     if num_class == 1:
-        inits.append(tensor([1], np.int64, "squeeze_axes"))
-        nodes.append(helper.make_node("Squeeze", [margin, "squeeze_axes"], ["margin"], name="margin"))
-    out_shape = ["N"] if num_class == 1 else ["N", num_class]
-    graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("X", elem, ["N", num_feature])],
-        [helper.make_tensor_value_info("margin", elem, out_shape)], initializer=inits,
-    )
-    model = helper.make_model(
-        graph, producer_name="fecc", producer_version=__version__, doc_string=doc,
-        opset_imports=[helper.make_opsetid("", ONNX_OPSET), helper.make_opsetid("ai.onnx.ml", ONNX_ML_OPSET)],
-    )
-    model.ir_version = IR_VERSION
-    return model
+        inits.append(tensor([1], np.int64, p + "squeeze_axes"))
+        nodes.append(helper.make_node("Squeeze", [margin, p + "squeeze_axes"], [out], name=out))
+    return nodes, inits
 
 
 def describe(entry: dict[str, Any]) -> str:

@@ -572,8 +572,20 @@ def _xgboost_base_margin(model_path: Path, treelite_base: np.ndarray) -> np.ndar
     return margin
 
 
-def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: dict[str, Any]) -> str:
-    """Fill ``templates/c/engine.c.j2``; the template only places names and literals."""
+#: The engine's public functions (``fecc_<name>``); an engine rendered without tl2cgen's
+#: code renames them to ``<api_prefix><name>`` so that several share one library.
+ENGINE_PUBLIC = ("abi_version", "node_feat_bits", "num_feature", "num_class", "node_size", "postprocess",
+                 "predict_batch", "predict_one")
+
+
+def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: dict[str, Any], *,
+                   api_prefix: str | None = None, library: str = "") -> str:
+    """Fill ``templates/c/engine.c.j2``; the template only places names and literals.
+
+    ``api_prefix`` (e.g. ``"fecc_legacy_"``): the array engine alone, without tl2cgen's
+    if/else entry points, its public functions renamed with that prefix (for the
+    ensemble library, :mod:`fecc.lower.ensemble`, which is named ``library``).
+    """
     import jinja2
 
     tpl_dir = _template_dir()
@@ -612,7 +624,40 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: 
         sigmoid_alpha=repr(float(np.float32(forest["sigmoid_alpha"]))),
         has_categorical=forest["has_categorical"],
         lightgbm_zero=forest["lightgbm_zero"],
+        tl2cgen=api_prefix is None,
+        api_prefix=api_prefix or "fecc_",
+        public_functions=ENGINE_PUBLIC,
+        library=library,
     )
+
+
+def array_engine_source(model_path: Path, model_format: str, *, name: str, api_prefix: str,
+                        library: str) -> tuple[str, dict[str, Any]]:
+    """The array engine of a model alone (no tl2cgen code), public names prefixed.
+
+    Reads the model exactly as :func:`lower_trees` does (same flattening, same batch
+    shape, same NaN folding), so the engine walks the node arrays ``lower_trees``
+    wrote into the bundle (``trees/{name}.npz``) and gives the same margins.  Returns
+    the C text and what a caller needs to know about it: ``num_feature``,
+    ``num_class``, ``feature_type``, ``leaf_type``, ``block_rows``.
+    """
+    import treelite
+
+    model_path = Path(model_path)
+    with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
+        load_path = model_path
+        if model_format == "xgboost_json":
+            load_path, _ = _strip_xgboost_encoder(model_path, Path(mtmp))
+        with _native_log_captured():
+            model = _load(load_path, model_format, treelite)
+    forest = _flatten(model, model_path)
+    forest["lightgbm_zero"] = model_format == "lightgbm"
+    shape = BATCH_SHAPES[_batch_shape(forest)]
+    sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    text = _render_engine(name, forest, sha, shape, api_prefix=api_prefix, library=library)
+    return text, {"num_feature": forest["num_feature"], "num_class": forest["num_class"],
+                  "feature_type": forest["threshold_type"], "leaf_type": forest["leaf_type"],
+                  "block_rows": shape["block_rows"]}
 
 
 def _row_engine(forest: dict[str, Any]) -> str:
@@ -698,8 +743,8 @@ def _template_dir() -> Any:
         raise
 
 
-def _gcc(build: Path, sources: list[str], output: str) -> str:
-    """Compile ``sources`` (relative to ``build``) into ``output``; return gcc's version.
+def _gcc(build: Path, sources: list[str], output: str, cflags: tuple[str, ...] = CFLAGS) -> str:
+    """Compile ``sources`` (relative to ``build``) into ``output`` with ``cflags``; return gcc's version.
 
     Each source becomes an object file (in parallel, one gcc per CPU), then they are
     linked in the given order.  Relative paths, a scratch cwd and a fixed locale keep
@@ -717,7 +762,7 @@ def _gcc(build: Path, sources: list[str], output: str) -> str:
             raise CompileError(f"gcc failed ({' '.join(cmd)}):\n{tail}")
 
     objects = [src[:-2] + ".o" for src in sources]
-    jobs = [[cc, *CFLAGS, "-c", src, "-o", obj] for src, obj in zip(sources, objects)]
+    jobs = [[cc, *cflags, "-c", src, "-o", obj] for src, obj in zip(sources, objects)]
     n_jobs = max(1, min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         for fut in [pool.submit(run, cmd) for cmd in jobs]:
