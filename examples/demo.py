@@ -4,9 +4,11 @@
    (installed by ``make install`` with --no-deps; located, never imported).
 2. Trains the *legacy* model the way a bank might have years ago: XGBoost,
    ``binary:logistic``, on one half of the rows.  Saves ``model.json``.
-3. Saves the other half as ``data.parquet`` (the labelled compile data) and a slice
-   as ``new.parquet`` (unlabelled rows to score).
-4. Runs ``fecc compile model.json data.parquet -o bundle`` and ``fecc score``.
+3. Splits the other half: 80% become ``data.parquet`` (the labelled compile data), 20%
+   ``test.parquet`` — rows nobody fits or chooses anything on.
+4. Runs ``fecc compile model.json data.parquet -o bundle``, ``fecc score`` on the test
+   rows and ``fecc inspect``, then prints the test AUC of the legacy model and of the
+   bundle, and what shipped.
 
 Usage: ``python examples/demo.py [--rows N] [--llm SPEC] [--out DIR]``
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from sklearn.metrics import roc_auc_score
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,18 +59,22 @@ def main() -> int:
         xgb.DMatrix(legacy_rows[features], label=legacy_rows["default"]), num_boost_round=80,
     )
     booster.save_model(out / "model.json")
+    n_test = len(compile_rows) // 5
+    test_rows, compile_rows = compile_rows.iloc[:n_test], compile_rows.iloc[n_test:].reset_index(drop=True)
     compile_rows.to_parquet(out / "data.parquet", index=False)
-    new = compile_rows.drop(columns=["default"]).head(2000)
-    new.insert(0, "customer_id", np.arange(len(new)))
-    new.to_parquet(out / "new.parquet", index=False)
-    print(f"legacy model: {out / 'model.json'}  compile data: {len(compile_rows)} rows")
+    test = test_rows.reset_index(drop=True)
+    test.insert(0, "customer_id", np.arange(len(test)))
+    test.to_parquet(out / "test.parquet", index=False)
+    print(f"legacy model: {out / 'model.json'} ({half} rows)  compile data: {len(compile_rows)} rows  "
+          f"test rows: {len(test)}")
 
     fecc = [sys.executable, "-m", "fecc.cli"]
     bundle = out / "bundle"
     steps = [
         fecc + ["compile", str(out / "model.json"), str(out / "data.parquet"), "-o", str(bundle),
                 "--target", "default", "--llm", args.llm, "--seed", str(args.seed), "--force"],
-        fecc + ["score", str(bundle), str(out / "new.parquet"), "-o", str(out / "scores.parquet"), "--keep", "customer_id"],
+        fecc + ["score", str(bundle), str(out / "test.parquet"), "-o", str(out / "scores.parquet"),
+                "--keep", "customer_id", "--keep", "default"],
         fecc + ["inspect", str(bundle)],
     ]
     for cmd in steps:
@@ -76,6 +84,18 @@ def main() -> int:
             return rc
     scores = pd.read_parquet(out / "scores.parquet")
     print(scores.head().to_string(index=False))
+    legacy_test = booster.predict(xgb.DMatrix(test[features]), output_margin=True)
+    y = scores["default"].to_numpy()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    gate = manifest["gate"]
+    shipped = (f"{len(manifest['experts'])} expert(s) + {manifest['aggregator']['kind']} aggregator"
+               if gate["decision"] == "ensemble" else "the legacy model alone")
+    a_legacy, a_bundle = roc_auc_score(y, legacy_test), roc_auc_score(y, scores["prediction"])
+    print(f"shipped: {shipped} — gate: {gate['reason']}")
+    for e in manifest["experts"]:
+        print(f"  {e['name']}: {e['region']['rule']}  (strength {e['strength']})")
+    print(f"test AUC on {len(test)} rows nobody saw: legacy {a_legacy:.4f} → bundle {a_bundle:.4f} "
+          f"(Δ {a_bundle - a_legacy:+.4f})")
     print(f"demo done: bundle in {bundle}, {len(scores)} scores in {out / 'scores.parquet'}")
     return 0
 

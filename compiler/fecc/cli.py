@@ -64,8 +64,8 @@ def main():
 @click.option("--feature-names", default=None, help="Comma-separated table columns for the model's features, in model order.")
 @click.option("--search", type=click.Choice(["nsr", "none"]), default="nsr", show_default=True,
               help="nsr: search experts that repair hard regions (seed 004); none: compile the legacy model only.")
-@click.option("--llm", default="auto", show_default=True,
-              help="Proposer: auto (local LLM if installed, else none), none (built-in grammar), local[:smollm2|qwen0.5b|"
+@click.option("--llm", default="none", show_default=True,
+              help="Proposer: none (built-in grammar), auto (local LLM if installed, else none), local[:smollm2|qwen0.5b|"
                    "qwen1.5b] (llama.cpp), hf[:KEY] (transformers, GPU when present), openai:URL#model, "
                    "vllm:MODEL, replay:FILE.")
 @click.option("--record", default=None, type=click.Path(dir_okay=False), help="Record LLM prompts/answers (JSONL) for replay.")

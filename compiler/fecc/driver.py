@@ -59,7 +59,7 @@ class CompileOptions:
     target: str | None = None
     feature_names: tuple[str, ...] | None = None
     search: str = "nsr"
-    llm: str = "auto"
+    llm: str = "none"
     record: str | None = None
     seed: int = 0
     force: bool = False
@@ -188,6 +188,15 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             check_search_target(ds.y, model.task, ds.target, folds=int(options.search_options.get("n_folds", CV_FOLDS)))
         except UserError as exc:
             raise UserError(f"{exc}; use --search none to compile the legacy model alone") from None
+        # the search's options and the gate's folds are checked before any expensive step
+        from .search import SearchOptions
+        from .search.crossfit import gate_folds
+
+        try:
+            sopts = SearchOptions.from_dict({"seed": options.seed, **options.search_options})
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"bad search option: {exc}") from None
+        gate_folds(ds.y, task=model.task, k=sopts.gate_folds, inner_k=sopts.n_folds, seed=options.seed)
     X = _float32_view(ds.X)
     clock.done("frontend")
 

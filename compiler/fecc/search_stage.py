@@ -23,6 +23,8 @@ class StageResult:
     #: run facts for the compile summary, not the manifest (wall times would break determinism)
     summary: dict
     reference_margin: Callable[[pd.DataFrame], np.ndarray] | None
+    #: what the gate judged: the searches' held-out ensemble margin on every compile row (None: nothing kept)
+    oof_margin: np.ndarray | None = None
 
 
 def workdir_for(out: Path) -> Path:
@@ -85,7 +87,8 @@ def run_nsr(*, model, ds, X: pd.DataFrame, legacy, bw, out: Path, options, progr
     if result.archive_path is not None:
         say(f"experience archive: {result.archive_path}")
     reference = (lambda P: result.predict_margin(P, _legacy_reference(model, P))) if result.shipped else None
-    return StageResult(manifest_slots=slots, summary=summary, reference_margin=reference)
+    return StageResult(manifest_slots=slots, summary=summary, reference_margin=reference,
+                       oof_margin=result.oof_margin)
 
 
 def _legacy_reference(model, P: pd.DataFrame) -> np.ndarray:

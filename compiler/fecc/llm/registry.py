@@ -3,7 +3,7 @@
 =========================  =====================================================
 spec                       proposer
 =========================  =====================================================
-``auto`` (default)         ``local`` when the weights are installed, else ``none``
+``auto``                   ``local`` when the weights are installed, else ``none``
 ``local``                  ``local:qwen0.5b``
 ``local:KEY``              the embedded model KEY (``smollm2``, ``qwen0.5b``,
                            ``qwen1.5b``) or ``local:/path/model.gguf``
@@ -12,7 +12,8 @@ spec                       proposer
 ``openai:URL#MODEL``       an OpenAI-compatible endpoint (key from env)
 ``vllm:MODEL``             vLLM in-process (GPU machines)
 ``replay:FILE``            recorded answers, deterministic
-``none``                   the grammar proposer (no model; the baseline)
+``none`` (default)         the grammar proposer (no model; the baseline, and what the
+                           accuracy benchmark justifies: the LLM is not better on it)
 =========================  =====================================================
 
 Every LLM spec gives an :class:`~fecc.llm.llm_proposer.LLMProposer`; ``record=PATH``
@@ -28,7 +29,7 @@ from ..errors import UserError
 from .base import ParamRange, Proposer
 from .llm_proposer import Backend, Budget, LLMProposer
 
-DEFAULT_SPEC = "auto"
+DEFAULT_SPEC = "none"
 
 
 def _local(arg: str, options: dict) -> Backend:

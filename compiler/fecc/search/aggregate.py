@@ -89,6 +89,10 @@ class Aggregator:
         }
 
 
+#: a fold stops growing trees after this many rounds without a better held-out loss
+EARLY_STOP = 25
+
+
 def _params(task: str, options: SearchOptions) -> dict:
     return {
         "objective": "binary:logistic" if task == "binary" else "reg:squarederror",
@@ -136,8 +140,10 @@ def fit_aggregator(*, task: str, X: np.ndarray, phi: list[np.ndarray], y: np.nda
         dte = xgb.DMatrix(M[te], label=y[te], base_margin=bases[r][te], missing=np.nan)
         seen: dict = {}
         booster = xgb.train(params, dtr, num_boost_round=rounds, evals=[(dte, "heldout")], evals_result=seen,
-                            verbose_eval=False)
+                            verbose_eval=False, early_stopping_rounds=EARLY_STOP)
         per_round = np.asarray(seen["heldout"][params["eval_metric"]], dtype=np.float64)
+        # a fit that stopped early is taken to stay at its last held-out loss
+        per_round = np.concatenate([per_round, np.full(rounds - per_round.size, per_round[-1])])
         if task == "regression":
             per_round = per_round ** 2  # rmse → mean squared error
         start = float(np.mean(metrics.loss_rows(task, y[te], bases[r][te])))
@@ -153,7 +159,8 @@ def fit_aggregator(*, task: str, X: np.ndarray, phi: list[np.ndarray], y: np.nda
         return agg, plain
     oof = np.zeros((folds.repeats, folds.n))
     for r, te, booster, dte in preds:
-        oof[r, te] = booster.predict(dte, output_margin=True, iteration_range=(0, best))
+        oof[r, te] = booster.predict(dte, output_margin=True,
+                                     iteration_range=(0, min(best, booster.num_boosted_rounds())))
     agg.kind = "xgboost"
     agg.n_rounds = best
     full = xgb.DMatrix(np.hstack([X, phi[0]]), label=y, base_margin=bases[0], missing=np.nan)

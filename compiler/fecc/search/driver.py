@@ -70,6 +70,8 @@ class SearchResult:
     outer : one entry per outer fold: rows, experts its search kept, its held-out gain.
     inner_gain : the search's inner out-of-fold metric gain over legacy (optimistic: its
         rows also chose the structures; the gate does not read it).
+    oof_margin : what the gate judged — each compile row's ensemble margin from the
+        search run without its outer fold (``None`` when the search kept nothing).
     """
 
     task: str
@@ -86,6 +88,7 @@ class SearchResult:
     inner: Folds | None = None
     outer: list[dict] = field(default_factory=list)
     inner_gain: float | None = None
+    oof_margin: np.ndarray | None = None
 
     @property
     def acceptance(self) -> tuple[int, int]:
@@ -468,10 +471,11 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
         inner_gain = metrics.score(task, y, full.inner_oof) - metrics.score(task, y, m)
     masks = {e.name: e.mask(X) for e in full.experts}
     no_gain = "the search kept no expert on the compile rows" if full.chains else "no chain ran"
-    gate = decide(task=task, y=y, legacy_margin=m, ensemble_margin=outer_margin.mean(axis=0) if full.experts else None,
+    oof_margin = outer_margin.mean(axis=0) if full.experts else None
+    gate = decide(task=task, y=y, legacy_margin=m, ensemble_margin=oof_margin,
                   folds=folds, region_masks=masks, alpha=options.gate_alpha, no_experts_reason=no_gain)
     say(f"search: gate → {gate.decision}: {gate.reason}")
     return SearchResult(task=task, feature_names=names, experts=full.experts, aggregator=full.aggregator, gate=gate,
                         regions=full.regions, dropped=full.dropped, options=options,
                         archive_path=workdir / "archive.sqlite", chains=full.chains, folds=folds, inner=inner,
-                        outer=outer, inner_gain=inner_gain)
+                        outer=outer, inner_gain=inner_gain, oof_margin=oof_margin)

@@ -240,8 +240,12 @@ class Chain:
 
     # -- scores -----------------------------------------------------------------------
     def _oof_loss(self, per_fit: np.ndarray) -> float:
+        return float(np.mean(self._row_losses(per_fit)))
+
+    def _row_losses(self, per_fit: np.ndarray) -> np.ndarray:
+        """Each row's out-of-fold loss (averaged over the cuts)."""
         margin = self.oof_base + self.folds.oof(per_fit)
-        return float(np.mean([np.mean(metrics.loss_rows(self.task, self.rows.y, m)) for m in margin]))
+        return np.mean([metrics.loss_rows(self.task, self.rows.y, m) for m in margin], axis=0)
 
     def _score(self, per_fit: np.ndarray) -> float:
         """Out-of-fold loss reduction over all rows, as a fraction of the legacy loss."""
@@ -345,7 +349,7 @@ class Chain:
             task=(f"{self.task} task: add a correction to the frozen legacy model's margin "
                   f"({'log-odds' if self.task == 'binary' else 'prediction'}) {where}"),
             objective=objective,
-            metric_name="oof_loss_reduction",
+            metric_name="out-of-fold loss reduction (share of the legacy loss)",
             region_rule=self._rule(region),
             region=region,
             features=self.features,
@@ -441,6 +445,7 @@ class Chain:
         history = [{"proposal": 0, "intent": "seed: constant bias", "postfix": to_postfix(current.structure),
                     "params": dict(current.full_params), "oof_score": round(current.score, 8), "status": "accepted"}]
         best, best_full = current, g_full
+        states = [(current, g_full)]          # every accepted state, simplest first
         positive: list[str] = []
         negative: list[str] = []
         feedback = None
@@ -545,13 +550,35 @@ class Chain:
             if ok:
                 accepted += 1
                 current = cand
+                states.append((cand, g_cand))
                 if cand.score > best.score:
                     best, best_full = cand, g_cand
                 stats, inst = self._prompt_data(g_cand, proposals)
                 self.progress(f"{self.name}: accepted '{prop.intent}' → out-of-fold gain "
                               f"{cand.score - start_score:+.5f}")
             tau *= opts.tau_decay
-        return self._finish(best, best_full, region, thresholds, start_score, accepted, proposals, history)
+        pick, pick_full = self._one_se(states, best)
+        if pick is not best:
+            self.progress(f"{self.name}: one-standard-error rule keeps the simpler state "
+                          f"(out-of-fold gain {pick.score - start_score:+.5f} vs best {best.score - start_score:+.5f})")
+        return self._finish(pick, pick_full, region, thresholds, start_score, accepted, proposals, history)
+
+    def _one_se(self, states: list[tuple[_Candidate, np.ndarray]], best: _Candidate):
+        """The simplest accepted state whose out-of-fold score is within one standard error of the best.
+
+        Breiman's one-SE rule: the best of many candidates scored on the same rows is
+        optimistic; a simpler state that is statistically as good generalises better.
+        The standard error is that of the paired per-row loss difference.
+        """
+        top = self._row_losses(best.per_fit)
+        for cand, g in states:
+            if cand is best:
+                return cand, g
+            d = self._row_losses(cand.per_fit) - top
+            se = float(np.std(d, ddof=1) / np.sqrt(d.size)) / self.legacy_loss if self.legacy_loss > 0 else 0.0
+            if cand.score >= best.score - se:
+                return cand, g
+        return states[-1]
 
     def _finish(self, best: _Candidate, g_full: np.ndarray, region: Expr, thresholds: dict[str, float],
                 start_score: float, accepted: int, proposals: int, history: list[dict]) -> ChainOutcome:
