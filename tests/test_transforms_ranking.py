@@ -51,3 +51,15 @@ def test_ranking_log_reports_tau_per_round_and_evaluations_saved():
     rep = log.report()
     assert rep["ranked_out"] == 12 and rep["saved_fraction"] == 0.6
     assert rep["tau"]["ml"] == pytest.approx(0.0) and rep["tau"]["combined"] == pytest.approx(0.0)
+
+
+def test_rankers_are_weighted_by_the_tau_they_earned():
+    log = RankingLog()
+    assert log.weights(["ml", "student"]) == {"ml": 1.0, "student": 1.0}
+    real = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    log.add({"ml": real, "student": -real}, real, np.arange(5), real)
+    w = log.weights(["ml", "student"])
+    assert w["ml"] == pytest.approx(1.0) and w["student"] == 0.0
+    bad = RankingLog()
+    bad.add({"ml": -real}, real, np.arange(5), real)
+    assert bad.weights(["ml"]) == {"ml": 1.0}            # nobody earned a vote: all vote equally

@@ -50,6 +50,7 @@ def test_text_form_is_one_word_per_token():
     v = Vocab.build(["age", "capital gain", "mul"])
     texts = token_texts(v)
     assert texts[2:4] == [";", "end"]
+    assert texts[v.index["0.5"]] == "half" and texts[v.index["2.0"]] == "two"
     assert texts[v.index["$age"]] == "age"
     assert texts[v.index["$capital%20gain"]] == "capital_gain"
     assert texts[v.index["$mul"]] == "$mul"           # a column called like an operator keeps its $ form

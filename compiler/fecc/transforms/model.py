@@ -293,7 +293,7 @@ class TeamingModel:
             inp = torch.full((B, 1), BOS, dtype=torch.long, device=self.device)
             for _ in range(auto.limits.max_tokens - 1):
                 logits, state = self.net.decode_logits(z, inp, state)
-                logits = logits[:, -1, :] / max(temperature, 1e-6)
+                logits = logits[:, -1, :]
                 if constrained:
                     allowed = auto.masks(states)
                 else:
@@ -304,6 +304,8 @@ class TeamingModel:
                 logp = torch.log_softmax(logits.masked_fill(~mask_t, float("-inf")), dim=-1)
                 if combine is not None:
                     logp = combine([s for s in seqs], logp, allowed)
+                if temperature != 1.0:   # on the mixture, so that it tempers both experts
+                    logp = torch.log_softmax(logp / max(temperature, 1e-6), dim=-1)
                 if sample:
                     probs = torch.exp(logp).nan_to_num(0.0)
                     probs = probs / probs.sum(dim=-1, keepdim=True)

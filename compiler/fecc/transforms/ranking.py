@@ -2,7 +2,8 @@
 
 Candidates decoded in a round are ranked by the predictions of the ML evaluator and (when
 there is one) the student's predicted score, combined as the weighted mean of their
-normalised ranks; only the top ones are evaluated for real, plus a small random *audit*
+normalised ranks (each ranker weighted by its Kendall τ in the rounds before, floored
+at 0, so a ranker that has not ordered real scores stops voting); only the top ones are evaluated for real, plus a small random *audit*
 sample of the rest so that the rankers' quality is measured on candidates they did not
 favour.  The round reports how many real evaluations ranking saved and Kendall's τ
 between each ranker's predictions (made before evaluation) and the real scores.
@@ -107,6 +108,20 @@ class RankingLog:
                 num += t * w
                 den += w
         return num / den if den else float("nan")
+
+    def weights(self, names) -> dict[str, float]:
+        """Each ranker's weight for the next round: its τ so far, floored at 0 (1 before any round).
+
+        A ranker whose predictions did not order the real scores (τ ≤ 0) stops voting; if
+        none has earned a vote, all vote equally.
+        """
+        w = {}
+        for name in names:
+            t = self.tau(name)
+            w[name] = 1.0 if not np.isfinite(t) else max(t, 0.0)
+        if not any(v > 0 for v in w.values()):
+            w = {name: 1.0 for name in names}
+        return w
 
     def report(self) -> dict:
         out = {"candidates": self.candidates, "evaluated": self.evaluated, "audited": self.audited,

@@ -103,6 +103,12 @@ def _numeric_columns(X: pd.DataFrame) -> list[str]:
     return out
 
 
+#: the student decodes this many sequences at a time (the time budget is checked between batches)
+LLM_BATCH = 8
+#: sequences the invalid-rate probe decodes with the student, at most
+LLM_PROBE = 16
+
+
 class _Search:
     """State of one run (kept in one place so the steps stay small)."""
 
@@ -151,6 +157,7 @@ class _Search:
         self.degenerate = 0
         self.ranking = RankingLog()
         self.student_calls = 0
+        self.budget_cuts = 0     # student decoding batches skipped for the time budget
 
     # --- helpers ---------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -293,14 +300,27 @@ class _Search:
         self.say(f"transforms: student LoRA {self.student_stats['steps']} steps, loss "
                  f"{self.student_stats['first_loss']:.3f} → {self.student_stats['loss']:.3f}")
 
-    def decode(self, z, lam: float, *, constrained: bool = True):
+    def decode(self, z, lam: float, *, constrained: bool = True, deadline: float | None = None):
+        """Decode embeddings with the configured mix; the student's decodes go 8 at a time until ``deadline``."""
         if lam >= 1.0 or self.student is None:
             return self.model.decode(z, sample=True, temperature=self.opts.temperature, constrained=constrained)
-        comb = PoECombiner(self.student, lam, int(z.shape[0]))
-        out = self.model.decode(z, sample=True, temperature=self.opts.temperature, constrained=constrained,
-                                combine=comb)
-        self.student_calls += comb.calls
+        out = []
+        for b in range(0, int(z.shape[0]), LLM_BATCH):
+            if deadline is not None and b and time.perf_counter() > deadline:
+                self.budget_cuts += 1
+                break
+            chunk = z[b: b + LLM_BATCH]
+            comb = PoECombiner(self.student, lam, int(chunk.shape[0]))
+            out += self.model.decode(chunk, sample=True, temperature=self.opts.temperature, constrained=constrained,
+                                     combine=comb)
+            self.student_calls += comb.calls
         return out
+
+    def deadline(self, rounds_left: int) -> float:
+        """When this round's student decoding must stop: an equal share of what is left of the budget."""
+        reserve = 10.0 + (0.1 * self.opts.time_budget_s if self.opts.probe_invalid else 0.0)
+        left = self.opts.time_budget_s - reserve - self.elapsed()
+        return time.perf_counter() + max(left, 0.0) / max(rounds_left, 1)
 
     def one_round(self, r: int) -> None:
         opts = self.opts
@@ -313,7 +333,7 @@ class _Search:
         if lam < 1.0 and self.student is not None and z.shape[0] > opts.llm_decodes:
             pick = np.sort(self.rng.choice(z.shape[0], size=opts.llm_decodes, replace=False))
             z = z[pick]
-        decoded = self.decode(z, lam)
+        decoded = self.decode(z, lam, deadline=self.deadline(opts.rounds - r + 1))
         self._time("decode", start)
         start = time.perf_counter()
         fresh, seen = [], set()
@@ -338,7 +358,7 @@ class _Search:
             preds["ml"] = self.model.predict(new)
             if self.student is not None and opts.student_rank:
                 preds["student"] = self.student.predict(new)
-            comb = combined_rank(preds)
+            comb = combined_rank(preds, self.ranking.weights(list(preds)))
             sel = select(comb, opts.eval_top, opts.audit, self.rng)
             chosen = np.concatenate([sel.evaluate, sel.audit]).astype(int)
             real = []
@@ -380,8 +400,11 @@ class _Search:
             return {}
         start = time.perf_counter()
         lam = self.opts.effective_lambda
+        deadline = None
         if lam < 1.0 and self.student is not None:
-            n = min(n, self.opts.llm_decodes)
+            # without the automaton every candidate string is scored at every step: costly
+            n = min(n, self.opts.llm_decodes, LLM_PROBE)
+            deadline = self.t0 + self.opts.time_budget_s - 5.0
         torch = self.model.torch
         g = torch.Generator(device=self.model.device).manual_seed(self.opts.seed + 7)
         scores = self.training_scores()
@@ -389,7 +412,7 @@ class _Search:
         starts = [self.seqs[i] for i in order[: max(1, min(n, len(order)))]]
         z = self.model.embed(starts)
         z = z[torch.randint(0, z.shape[0], (n,), generator=g, device=z.device)]
-        seqs = self.decode(z, lam, constrained=False)
+        seqs = self.decode(z, lam, constrained=False, deadline=deadline)
         bad = sum(0 if self._valid_unconstrained(s) else 1 for s in seqs)
         self._time("probe_invalid", start)
         return {"decoder": self.opts.decoder, "sampled": len(seqs), "invalid": bad,
@@ -554,7 +577,7 @@ def search_transforms(X: pd.DataFrame, y, legacy_margin, task: str, folds=None,
         "student": ({"model": s.student.base_name, "steps": s.student_stats["steps"],
                      "loss": _r(s.student_stats["loss"]), "scoring_passes": s.student_calls}
                     if s.student is not None and hasattr(s, "student_stats") else None),
-        "device": s.device, "seconds": round(s.elapsed(), 3), "timings": s.timings,
+        "device": s.device, "seconds": round(s.elapsed(), 3), "timings": s.timings, "budget_cuts": s.budget_cuts,
         "chosen": len(chosen),
     }
     stats["timings"]["evaluate"] = round(s.evaluator.seconds, 3)

@@ -14,7 +14,8 @@ sha256 goes into the experience archive.
 
 Text form: each vocabulary token is written as one word after a space — a feature by its
 column name (non-word characters written ``_``; its ``$name`` postfix token when that
-collides with another token), a constant by its number, an operator by its IR name, ``;`` for ``SEP`` and
+collides with another token), a constant by its number (a word for the common ones:
+``half``, ``one``, ``two``: one LLM token instead of four), an operator by its IR name, ``;`` for ``SEP`` and
 ``end`` for ``END`` — and a sequence's LLM token ids are the concatenation of its
 tokens' ids, so the probability of a vocabulary token after a prefix is exactly that of
 its full string.  :meth:`Student.begin` / :meth:`Student.logprobs` / :meth:`Student.advance`
@@ -37,10 +38,12 @@ from typing import Sequence
 import numpy as np
 
 from .model import _single_threaded
-from .vocab import BOS, END, K_FEATURE, PAD, SEP, Vocab
+from .vocab import BOS, END, K_CONST, K_FEATURE, PAD, SEP, Vocab
 
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIGITS = tuple(str(d) for d in range(10))
+#: constants written as words: one LLM token each instead of three or four digits and a dot
+NUMBER_WORDS = {0.0: "zero", 0.5: "half", 1.0: "one", 2.0: "two", 3.0: "three", 10.0: "ten"}
 SCORE_SUFFIX = " score:"
 
 
@@ -51,7 +54,7 @@ def token_texts(vocab: Vocab) -> list[str | None]:
     for i, (tok, kind) in enumerate(zip(vocab.tokens, vocab.kinds)):
         if i in (PAD, BOS, SEP, END):
             continue
-        texts[i] = tok
+        texts[i] = NUMBER_WORDS.get(float(tok), tok) if kind == K_CONST else tok
     taken = {t for i, t in enumerate(texts) if t is not None and vocab.kinds[i] != K_FEATURE}
     feature_ids = [j for j, k in enumerate(vocab.kinds) if k == K_FEATURE]
     for i, name in zip(feature_ids, vocab.features):
@@ -143,7 +146,13 @@ class Student:
         opts = dict(gguf_file=path.name, local_files_only=True)
         tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), **opts)
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        lm = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=dtype, **opts)
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()   # no dequantisation bars in fecc's output
+        try:
+            lm = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=dtype, **opts)
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         return cls(lm, tok, vocab, task=task, device=device, base_name=model if model in MODELS else path.name,
                    base_sha256=sha, **kw)
 
@@ -247,7 +256,9 @@ class Student:
         """Save only the LoRA adapter; returns its directory and the safetensors file's sha256."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(directory))
+        with warnings.catch_warnings():  # "no config file next to the GGUF": the vocabulary is unchanged
+            warnings.simplefilter("ignore", UserWarning)
+            self.model.save_pretrained(str(directory))
         weights = directory / "adapter_model.safetensors"
         if not weights.is_file():
             raise RuntimeError(f"peft did not write {weights}")
