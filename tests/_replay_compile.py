@@ -11,8 +11,10 @@ from pathlib import Path
 from _models import make_table, train_xgb
 
 RECORDING = Path(__file__).parent / "data" / "replay" / "compile" / "small.jsonl"
-#: search options of the recorded compile: one region, two proposals, a short Optuna loop
-ARGS = ("--regions", "1", "--set", "max_proposals=2", "--set", "optuna_trials=8", "--seed", "0")
+#: search options of the recorded compile: one region, two proposals, a short Optuna loop, no
+#: whole-space chain, a gate of 2 outer folds (the LLM answers in each: 3 searches)
+ARGS = ("--regions", "1", "--set", "max_proposals=2", "--set", "optuna_trials=8", "--set", "global_expert=false",
+        "--set", "gate_folds=2", "--seed", "0")
 
 
 def inputs(d: Path) -> tuple[Path, Path]:

@@ -223,7 +223,7 @@ class Chain:
         self.progress = progress or (lambda _m: None)
         self._step_sink = getattr(progress, "chain_step", None)
         self.position = position
-        self.name = "global" if region is None else f"region_{region.index}"
+        self.name = "global" if self.region is None else f"region_{self.region.index}"
         self.features = tuple(rows.frame.columns)
         self.F = folds.n_fits
         # corrections live in margin units: logits for binary, the residual's spread for regression
