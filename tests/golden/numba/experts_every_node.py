@@ -105,7 +105,9 @@ def _sign(x):
         return 1.0
     if x < 0.0:
         return -1.0
-    return x  # 0.0, -0.0 or NaN, unchanged
+    if x == 0.0:
+        return 0.0  # -0.0 too, as numpy's np.sign
+    return x  # NaN
 
 
 @njit(cache=True)
