@@ -609,6 +609,8 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: 
         log1p="log1pf" if is_f32 else "log1p",
         cmp=forest["cmp"],
         nan_fold=_can_fold_nan(forest, shape["block_rows"]),
+        shallow=_has_shallow_pass(forest, shape["block_rows"]),
+        goes_expr=step["expr"].replace("fv_", "(fv)").replace("nd_->thr", "(thr)"),
         child=step["child"],
         step_expr=step["expr"],
         step_sign=step["sign"],
@@ -728,6 +730,20 @@ def _can_fold_nan(forest: dict[str, Any], block_rows: int) -> bool:
     inner_numerical = ((meta >> (fb + 3)) != 0) & (((meta >> (fb + 1)) & 1) == 0)
     size = 2 * forest["num_feature"] * block_rows * nodes["thr"].dtype.itemsize
     return not np.isnan(nodes["thr"][inner_numerical]).any() and size <= NAN_FOLD_MAX_BYTES
+
+
+#: Trees of at most this depth take the batch engine's vectorizable shallow pass.
+SHALLOW_DEPTH = 2
+
+
+def _has_shallow_pass(forest: dict[str, Any], block_rows: int) -> bool:
+    """Whether the batch engine gets its pass for shallow trees (``fecc_shallow`` in the
+    template): some tree is at most :data:`SHALLOW_DEPTH` deep, missing values fold (the
+    pass reads a column-major copy of the folded block) and no split is categorical.
+    Measured on the aggregator of benchmarks/bench_experts.py (200 trees of depth 2):
+    see benchmarks/README.md."""
+    return (not forest["has_categorical"] and _can_fold_nan(forest, block_rows)
+            and bool((forest["arrays"]["tree_depth"] <= SHALLOW_DEPTH).any()))
 
 
 def _template_dir() -> Any:
