@@ -81,10 +81,16 @@ def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
     """Sum of the experts' corrections ``Σ_k (f_k − base)`` over the experts whose region holds the row.
 
     This is the aggregator's extra base margin when the manifest says
-    ``"base_margin": "legacy+experts"``: final margin = base + offset + trees.
+    ``"base_margin": "legacy+experts"``: final margin = base + offset + trees.  The sum
+    runs in expert order from 0.0 (not numpy's pairwise ``sum``), so every backend
+    (numba, C, ONNX) can add the same numbers in the same order and get the same bits.
     """
-    deltas = np.asarray(features)[:, 2::3][:, :n_experts]
-    return np.where(np.isnan(deltas), 0.0, deltas).sum(axis=1)
+    deltas = np.asarray(features, dtype=np.float64)[:, 2::3][:, :n_experts]
+    out = np.zeros(deltas.shape[0], dtype=np.float64)
+    for k in range(deltas.shape[1]):
+        d = deltas[:, k]
+        out += np.where(np.isnan(d), 0.0, d)
+    return out
 
 
 def _cache_root() -> Path:

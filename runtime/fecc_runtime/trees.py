@@ -211,6 +211,18 @@ class TreeEnsemble:
         self._row_shape = (self.num_feature,)
         self._row_lock = threading.Lock()
 
+    @property
+    def forest(self) -> Any:
+        """``ctypes.byref`` of the ``fecc_forest_t`` over this ensemble's node arrays (valid
+        while this object lives): what ``fecc_predict_batch``/``fecc_predict_one`` take,
+        here and in the bundle's ensemble library (:mod:`fecc_runtime.ensemble`)."""
+        return self._forest_ref
+
+    @property
+    def node_layout(self) -> tuple[int, int]:
+        """(bytes per node, feature bits of ``meta``) of the node arrays."""
+        return int(self._arrays["nodes"].dtype.itemsize), int(self.entry["node_feat_bits"])
+
     # ------------------------------------------------------------------ batch
 
     def predict(self, X: np.ndarray, *, margin: bool = False) -> np.ndarray:

@@ -1,0 +1,318 @@
+"""Lower symbolic experts (IR) to C: one readable source file, ``experts.c``.
+
+The file is the experts' half of the bundle's ensemble library (see
+:mod:`fecc.lower.ensemble`, which compiles it with the trees' array engines and the
+glue that scores a row end to end).  Like the numba module it is written for an
+auditor: a header with the source hash, the semantics and every expression's postfix
+IR; per expert a comment quoting its region rule and its correction in math form, then
+one function for the region and one for the correction; helpers for the safe
+operators copied from the IR's op table (:mod:`fecc.ir.ops`), each only when used.
+
+How the code is produced (STYLE.md): :class:`CBackend` is a visitor, a ``lower_<node>``
+method per IR node class found by name (an unknown node raises
+:class:`LoweringError` naming it); it returns C expression text with the fewest
+parentheses that keep the IR's evaluation order (a right operand of equal precedence
+is always parenthesised: float addition is not associative).  The jinja2 template
+(``templates/c/experts.c.j2``) only places the names, literals and code computed here.
+
+Float semantics: everything is IEEE double, as in the numpy reference
+(:func:`fecc.ir.evaluate`).  The library is compiled without ``-ffast-math`` and with
+``-ffp-contract=off`` (:data:`fecc.lower.ensemble.CFLAGS`), so gcc neither reassociates
+nor fuses a multiply and an add into ``fma``; comparisons with NaN are false except
+``!=``, as in numpy.  ``+ - * /``, ``sqrt``, comparisons, ``where``, ``min``/``max``
+and the safe ``div`` therefore agree with numpy bit for bit (signed zeros included);
+``log1p``, ``exp`` and ``tanh`` come from the C library, which may differ from numpy's
+vectorised versions (SVML on AVX-512 machines) in the last unit in the place.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..ir import Expr, features_of, format_number, to_math, to_postfix
+from ..ir.ops import DIV_EPS, EXP_CLIP, OPS
+from ..templating import render
+from .expert_source import ExpertSource, source_hash
+
+
+class LoweringError(ValueError):
+    """The backend cannot lower an expression (an unknown node, an unbound parameter)."""
+
+
+# C operator precedence, higher binds tighter.
+_P_TERN, _P_OR, _P_AND, _P_EQ, _P_REL, _P_ADD, _P_MUL, _P_UNARY, _P_ATOM = 1, 2, 3, 4, 5, 6, 7, 8, 100
+
+#: How each IR operator is written: ("infix", symbol, prec) | ("prefix", symbol, prec) | ("call", function).
+SPELLING: dict[str, tuple] = {
+    "neg": ("prefix", "-", _P_UNARY),
+    "abs": ("call", "fabs"),
+    "log": ("call", "fecc_log"),
+    "sqrt": ("call", "fecc_sqrt"),
+    "exp": ("call", "fecc_exp"),
+    "sigmoid": ("call", "fecc_sigmoid"),
+    "tanh": ("call", "tanh"),
+    "square": ("call", "fecc_square"),
+    "cube": ("call", "fecc_cube"),
+    "sign": ("call", "fecc_sign"),
+    "isnan": ("call", "isnan"),
+    "not": ("prefix", "!", _P_UNARY),
+    "add": ("infix", "+", _P_ADD),
+    "sub": ("infix", "-", _P_ADD),
+    "mul": ("infix", "*", _P_MUL),
+    "div": ("call", "fecc_div"),
+    "min": ("call", "fecc_min"),
+    "max": ("call", "fecc_max"),
+    "lt": ("infix", "<", _P_REL),
+    "le": ("infix", "<=", _P_REL),
+    "gt": ("infix", ">", _P_REL),
+    "ge": ("infix", ">=", _P_REL),
+    "eq": ("infix", "==", _P_EQ),
+    "ne": ("infix", "!=", _P_EQ),
+    "and": ("infix", "&&", _P_AND),
+    "or": ("infix", "||", _P_OR),
+}
+
+#: Helper functions of the emitted file: name → (parameters, C body, comment).  The
+#: comment is the op table's definition; the body is that definition, operation for
+#: operation as the numpy reference computes it.
+HELPERS: dict[str, tuple[str, str, str]] = {
+    "fecc_log": ("double x", "return log1p(fabs(x));", OPS["log"].definition),
+    "fecc_sqrt": ("double x", "return sqrt(fabs(x));", OPS["sqrt"].definition),
+    "fecc_exp": ("double x", f"return exp(x > {EXP_CLIP!r} ? {EXP_CLIP!r} : x);", OPS["exp"].definition),
+    "fecc_sigmoid": ("double x", "return 1.0 / (1.0 + exp(-x));",
+                     OPS["sigmoid"].definition + "; exp overflows to inf and the result to 0, as numpy's"),
+    "fecc_square": ("double x", "return x * x;", OPS["square"].definition),
+    "fecc_cube": ("double x", "return x * x * x;", OPS["cube"].definition),
+    "fecc_sign": ("double x", "return x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : x == 0.0 ? 0.0 : x;",
+                  OPS["sign"].definition + " (numpy's np.sign: -0.0 gives 0.0)"),
+    "fecc_div": ("double a, double b", f"return b >= 0.0 ? a / (b + {DIV_EPS!r}) : a / (b - {DIV_EPS!r});",
+                 OPS["div"].definition + " (-0.0 counts as >= 0)"),
+    "fecc_min": ("double a, double b", "return (a < b || isnan(a)) ? a : b;",
+                 OPS["min"].definition + " (numpy's np.minimum: b when a == b)"),
+    "fecc_max": ("double a, double b", "return (a > b || isnan(a)) ? a : b;",
+                 OPS["max"].definition + " (numpy's np.maximum: b when a == b)"),
+}
+
+#: Names a feature's local variable must not take: C keywords, what the emitted code and
+#: <math.h>/<stdint.h> define (functions and macros), the names of the glue.
+_C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto
+if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while _Bool _Complex _Imaginary bool true false""".split())
+_MATH_NAMES = frozenset("""acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh erf erfc exp exp2
+expm1 fabs fdim floor fma fmax fmin fmod frexp hypot ilogb ldexp lgamma llrint llround log log10 log1p log2 logb
+lrint lround modf nan nearbyint nextafter nexttoward pow remainder remquo rint round scalbln scalbn sin sinh sqrt
+tan tanh tgamma trunc j0 j1 jn y0 y1 yn gamma isnan isinf isfinite isnormal signbit fpclassify isgreater
+isgreaterequal isless islessequal islessgreater isunordered errno""".split())
+_RESERVED = frozenset({"x", "phi", "base", "out", "offset", "g", "f", "d", "i", "j", "k", "n", "r"}) \
+    | _C_KEYWORDS | _MATH_NAMES
+
+
+def literal(value: float) -> str:
+    """C source for a float64 constant: shortest round-trip digits (gcc reads decimal
+    literals correctly rounded), ``INFINITY`` / ``NAN`` from <math.h>."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
+    text = format_number(value)
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
+def identifiers(names: Sequence[str]) -> dict[str, str]:
+    """A valid, unique C local name for each feature name (stable for a given list)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        ident = re.sub(r"\W+", "_", name.encode("ascii", "replace").decode()).strip("_")
+        if (not ident or ident[0].isdigit() or ident in _RESERVED or ident.isupper()
+                or ident.startswith(("expert_", "fecc_", "FECC_", "FP_", "M_", "INT", "UINT"))):
+            ident = "f_" + ident
+        base, k = ident, 2
+        while ident in used:
+            ident, k = f"{base}_{k}", k + 1
+        used.add(ident)
+        out[name] = ident
+    return out
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class CBackend:
+    """IR → C expression text.
+
+    Parameters
+    ----------
+    locals_ : feature name → local variable name holding ``x[j]``.
+    """
+
+    def __init__(self, locals_: dict[str, str]):
+        self.locals = locals_
+        self.helpers: set[str] = set()
+
+    def lower(self, node: Expr) -> tuple[str, int]:
+        """(code, precedence) of ``node``."""
+        method = getattr(self, "lower_" + _snake(type(node).__name__), None)
+        if method is None:
+            raise LoweringError(f"the C backend cannot lower IR node {type(node).__name__}")
+        return method(node)
+
+    def code(self, node: Expr) -> str:
+        return self.lower(node)[0]
+
+    def lower_feature(self, node) -> tuple[str, int]:
+        try:
+            return self.locals[node.name], _P_ATOM
+        except KeyError:
+            raise LoweringError(f"feature {node.name!r} is not a model feature") from None
+
+    def lower_const(self, node) -> tuple[str, int]:
+        text = literal(node.value)
+        return text, (_P_UNARY if text.startswith("-") else _P_ATOM)
+
+    def lower_param(self, node) -> tuple[str, int]:
+        raise LoweringError(f"parameter @{node.name} is unbound: bind parameters before lowering")
+
+    def _operand(self, node: Expr, min_prec: int) -> str:
+        text, prec = self.lower(node)
+        return text if prec >= min_prec else f"({text})"
+
+    def _apply(self, op: str, children: Sequence[Expr]) -> tuple[str, int]:
+        if op not in SPELLING:
+            raise LoweringError(f"the C backend has no spelling for operator {op!r}")
+        spec = SPELLING[op]
+        if spec[0] == "call":
+            fn = spec[1]
+            if fn in HELPERS:
+                self.helpers.add(fn)
+            return f"{fn}({', '.join(self.code(c) for c in children)})", _P_ATOM
+        if spec[0] == "prefix":
+            _, sym, prec = spec
+            # an operand of equal precedence is parenthesised: "-(-x)", "!(!c)"
+            return f"{sym}{self._operand(children[0], prec + 1)}", prec
+        _, sym, prec = spec
+        if op in ("and", "or"):
+            # "a && b || c" is legal C but gcc warns; every logical operand that is not a
+            # comparison, a call or a negation gets parentheses
+            left = self._operand(children[0], _P_EQ)
+            right = self._operand(children[1], _P_EQ)
+            return f"{left} {sym} {right}", prec
+        # left operand: equal precedence keeps C's left-to-right order; right operand: always
+        # parenthesised at equal precedence (a + (b + c) is not (a + b) + c in floats); a
+        # negative operand of arithmetic is parenthesised for the reader ("a - (-b)")
+        lmin = prec if prec not in (_P_EQ, _P_REL) else prec + 1
+        left = self._operand(children[0], lmin)
+        right = self._operand(children[1], prec + 1)
+        if right.startswith("-"):
+            right = f"({right})"
+        if left.startswith("-") and prec == _P_MUL:
+            left = f"({left})"
+        return f"{left} {sym} {right}", prec
+
+    def lower_unary(self, node) -> tuple[str, int]:
+        return self._apply(node.op, node.children)
+
+    def lower_binary(self, node) -> tuple[str, int]:
+        return self._apply(node.op, node.children)
+
+    def lower_where(self, node) -> tuple[str, int]:
+        # both branches are pure, so evaluating only the chosen one gives numpy's value
+        cond = self._operand(node.cond, _P_EQ)
+        then = self._operand(node.then, _P_TERN + 1)
+        other = self._operand(node.otherwise, _P_TERN + 1)
+        return f"{cond} ? {then} : {other}", _P_TERN
+
+
+def _wrap(text: str, width: int = 92, indent: str = "") -> list[str]:
+    """Split long text at spaces (never inside a token)."""
+    words, lines, cur = text.split(" "), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width:
+            lines.append(cur)
+            cur = indent + w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+def _comment(text: str) -> str:
+    """Text that cannot end a C comment early."""
+    return text.replace("*/", "* /").replace("/*", "/ *")
+
+
+def _params_line(params) -> str:
+    if not params:
+        return "none (every parameter is bound into the expressions)"
+    return ", ".join(f"{k} = {format_number(float(v))}" for k, v in params.items())
+
+
+@dataclass(frozen=True)
+class LoweredC:
+    """The emitted ``experts.c`` text and what the manifest records about it."""
+
+    text: str
+    source_hash: str
+    helpers: tuple[str, ...]
+    experts: tuple[str, ...]
+
+
+#: Name of the function in ``experts.c`` that computes one row's aggregator inputs.
+PHI_FUNCTION = "fecc_experts_phi"
+
+
+def emit_experts_c(experts: Sequence[Any], feature_names: Sequence[str]) -> LoweredC:
+    """The C text for ``experts`` (``ExpertSource`` or the search's ``Expert``) over ``feature_names``.
+
+    Exported functions: ``expert_<n>_region(const double* x)`` (``int32_t``),
+    ``expert_<n>_correction(const double* x)`` (``double``), :data:`PHI_FUNCTION`
+    (``double (const double* x, double base, double* phi)``: the ``3K`` aggregator
+    inputs of one row, returning the experts' offset) and ``fecc_experts_batch``.
+    """
+    experts = [ExpertSource.of(e) for e in experts]
+    feature_names = [str(f) for f in feature_names]
+    index = {n: j for j, n in enumerate(feature_names)}
+    locals_ = identifiers(feature_names)
+    backend = CBackend(locals_)
+    backend.helpers.add("fecc_div")  # the ratio column of every expert
+    seen: set[str] = set()
+    items = []
+    for e in experts:
+        if e.name in seen or not re.match(r"^expert_\d+$", e.name):
+            raise LoweringError(f"expert names must be unique expert_<n>, got {e.name!r}")
+        seen.add(e.name)
+        if e.region.type != "bool" or e.correction.type != "num":
+            raise LoweringError(f"{e.name}: region must be bool and correction num")
+
+        def loads(expr: Expr, e=e) -> list[dict]:
+            names = sorted(features_of(expr), key=lambda f: index.get(f, -1))
+            for f in names:
+                if f not in index:
+                    raise LoweringError(f"{e.name} reads {f!r}, which is not a model feature")
+            return [{"local": locals_[f], "index": index[f], "name": _comment(f)} for f in names]
+
+        items.append({
+            "name": e.name,
+            "region_code": _wrap(backend.code(e.region), indent="    "),
+            "region_loads": loads(e.region),
+            "region_rule": _wrap(_comment(e.region_rule or to_math(e.region)), width=80, indent="  "),
+            "region_postfix": _wrap(_comment(to_postfix(e.region)), width=80, indent="  "),
+            "correction_code": _wrap(backend.code(e.correction), indent="    "),
+            "correction_loads": loads(e.correction),
+            "correction_math": _wrap(_comment(to_math(e.correction)), width=80, indent="  "),
+            "correction_postfix": _wrap(_comment(to_postfix(e.correction)), width=80, indent="  "),
+            "params": _wrap(_comment(_params_line(e.params)), width=80, indent="  "),
+        })
+    helpers = [{"name": name, "args": args, "body": body, "doc": _comment(doc)}
+               for name, (args, body, doc) in HELPERS.items() if name in backend.helpers]
+    digest = source_hash(experts, feature_names)
+    text = render("c/experts.c.j2", experts=items, helpers=helpers, source_hash=digest,
+                  features=[{"index": j, "name": _comment(n), "local": locals_[n]} for j, n in enumerate(feature_names)],
+                  n_features=len(feature_names), phi_function=PHI_FUNCTION,
+                  div_eps=repr(DIV_EPS))
+    return LoweredC(text=text, source_hash=digest, helpers=tuple(h["name"] for h in helpers),
+                    experts=tuple(e.name for e in experts))
