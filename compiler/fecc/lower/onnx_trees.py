@@ -266,7 +266,9 @@ def read_forest(model_path: Path, model_format: str) -> tuple[list[dict[str, np.
     base = forest["arrays"]["base_score"]
     if model_format == "xgboost_json":
         base = _xgboost_base_margin(model_path, base)
-    return _read_trees(model, model_path), forest, base
+    # treelite's fields are views into the model's memory: copy them before it is freed
+    trees = [{k: np.array(v, copy=True) for k, v in f.items()} for f in _read_trees(model, model_path)]
+    return trees, forest, base
 
 
 def tree_nodes(trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base: np.ndarray, dtype: np.dtype, *,
