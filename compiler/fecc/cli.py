@@ -81,6 +81,9 @@ def main():
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
 @click.option("--trees", type=click.Choice(["c", "onnx"]), default="c", show_default=True,
               help="Tree target: c (compiled C, gcc) or onnx (ai.onnx.ml TreeEnsemble graph, served by onnxruntime).")
+@click.option("--emit", type=click.Choice(["native", "onnx"]), default="native", show_default=True,
+              help="native: compiled C (trees, and experts with the aggregator in one library); onnx: also "
+                   "model.onnx, the whole ensemble and its link as one graph onnxruntime scores alone.")
 @click.option("--categories", type=click.Choice(["values", "codes"]), default="values", show_default=True,
               help="Categorical columns hold the category values (matched to the model's stored categories) "
                    "or the integer codes the model was trained on.")
@@ -91,7 +94,7 @@ def main():
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def compile_cmd(model, data, out, target, feature_names, search, llm, record, llm_max_calls, llm_max_tokens,
                 llm_max_seconds, llm_temperature, seed, regions, iterations,
-                time_budget, settings, trees, categories, sign_key, force, quiet):
+                time_budget, settings, trees, emit, categories, sign_key, force, quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
     from .driver import CompileOptions, compile_bundle
 
@@ -105,7 +108,7 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
                               seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
                               llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
                               llm_temperature=llm_temperature, trees=trees, categories=categories,
-                              sign_key=sign_key)
+                              sign_key=sign_key, emit=emit)
         summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 

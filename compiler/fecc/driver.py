@@ -54,6 +54,10 @@ class CompileOptions:
         values: ``"values"`` (the category values; refused when most match no stored category) or
         ``"codes"`` (the integer codes the model was trained on).
     sign_key : Ed25519 private key (PEM file) that signs the bundle's manifest (``manifest.sig``).
+    emit : what the runtime scores: ``"native"`` (compiled C: trees, and experts with their aggregator in
+        one library, :mod:`fecc.lower.ensemble`) or ``"onnx"`` (also ``model.onnx``, the whole ensemble
+        and its link as one graph that onnxruntime alone scores, :mod:`fecc.lower.onnx_graph`; the
+        runtime then scores with it).
     """
 
     target: str | None = None
@@ -71,6 +75,7 @@ class CompileOptions:
     trees: str = "c"
     categories: str = "values"
     sign_key: str | None = None
+    emit: str = "native"
 
     def __post_init__(self):
         if self.search not in ("nsr", "none"):
@@ -85,6 +90,8 @@ class CompileOptions:
             raise UserError(f"--trees must be 'c' or 'onnx', got {self.trees!r}")
         if self.categories not in ("values", "codes"):
             raise UserError(f"--categories must be 'values' or 'codes', got {self.categories!r}")
+        if self.emit not in ("native", "onnx"):
+            raise UserError(f"--emit must be 'native' or 'onnx', got {self.emit!r}")
 
 
 def _float32_view(X: pd.DataFrame) -> pd.DataFrame:
@@ -166,6 +173,10 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         from .bundle.signing import load_signing_key
 
         sign_key = load_signing_key(options.sign_key)
+    if options.emit == "onnx":
+        from .lower.onnx_graph import check_available
+
+        check_available()  # before any work
     model = load_legacy_model(model_path)
     say(f"model: {model.format} {model.objective}, {model.num_trees} trees, {model.num_feature} features")
     df = read_table(data_path)
@@ -222,6 +233,10 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             "transforms": [],
             "experts": [],
             "experts_module": None,
+            "experts_engine": None,
+            "ensemble": None,
+            "emit": options.emit,
+            "onnx_model": None,
             "aggregator": None,
             "gate": {"decision": "legacy-only", "reason": "no search requested (--search none)"},
             "platform": {"system": platform.system(), "machine": platform.machine()},
@@ -239,6 +254,13 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
             pipeline_reference = stage.reference_margin
             bundle_oof = getattr(stage, "oof_margin", None)  # the ensemble's out-of-fold margin, for the report
             clock.done("search")
+            if manifest["experts"]:
+                _lower_ensemble(bw, manifest, model=model, model_path=Path(model_path), ds=ds, out=Path(out),
+                                options=options, say=say)
+                clock.done("lower_ensemble")
+        if options.emit == "onnx":
+            _lower_onnx_graph(bw, manifest, model=model, model_path=Path(model_path), ds=ds, out=Path(out), say=say)
+            clock.done("lower_onnx")
 
         # parity vectors: reference outputs from xgboost (+ IR evaluator and xgboost for experts)
         P = _parity_inputs(X, options.seed)
@@ -259,7 +281,12 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         clock.done("report")
         metrics["compile_seconds"] = round(time.perf_counter() - t0, 1)
         kind = "C" if options.trees == "c" else "ONNX"
-        contents = f"legacy trees ({kind})" + (f", experts (numba), aggregator ({kind})" if manifest["experts"] else "")
+        experts_kind = ("C, one library with the trees; numba reference" if manifest["experts_engine"] == "c"
+                        else "numba")
+        contents = f"legacy trees ({kind})" + (f", experts ({experts_kind}), aggregator ({kind})"
+                                               if manifest["experts"] else "")
+        if options.emit == "onnx":
+            contents += "; model.onnx (the whole ensemble as one ONNX graph, what the runtime scores)"
         bw.write_text("README.md", _render(
             "bundle/README.md.j2", compiler_version=__version__, model_name=Path(model_path).name,
             model_sha256=model.sha256, task_kind=model.task, objective=model.objective,
@@ -269,7 +296,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         ))
         # the staged bundle must load through the runtime exactly as a server would
         # (hashes + parity replay against the reference) before it is published
-        bw.publish(manifest, verify=lambda staged: _verify_staged(staged, sign_key))
+        bw.publish(manifest, verify=lambda staged: _verify_staged(staged, sign_key, both=options.emit == "onnx"))
         clock.done("verify_publish")
     metrics["stage_seconds"] = clock.seconds  # wall times: the summary only, never the bundle
     summary = dict(metrics, path=str(out), gate=manifest["gate"]["decision"])
@@ -310,12 +337,54 @@ def _write_report(bw, manifest: dict, *, model, model_path: Path, ds: Dataset, X
     write_report(bw, manifest, data)
 
 
-def _verify_staged(path: Path, sign_key=None) -> None:
+def _lower_ensemble(bw, manifest: dict, *, model, model_path: Path, ds: Dataset, out: Path, options, say) -> None:
+    """The experts, the aggregator and the legacy trees into one C library (``ensemble/``), when the
+    trees are C (the library walks their node arrays) and the model has one output; else the
+    numba module scores the experts (``experts_engine: "numba"``)."""
+    from .lower.ensemble import lower_ensemble
+    from .lower.expert_source import ExpertSource
+    from .search_stage import workdir_for
+
+    manifest["experts_engine"] = "numba"
+    if options.trees != "c" or model.num_class != 1:
+        say("experts stay in the numba module (the C ensemble library needs C trees with one output)")
+        return
+    agg = manifest["aggregator"] or {}
+    say("lowering experts, aggregator and legacy trees to one C library (ensemble/ensemble.so)")
+    manifest["ensemble"] = lower_ensemble(
+        bw.root, legacy_model=model_path, legacy_format=model.format,
+        experts=[ExpertSource.from_manifest(e) for e in manifest["experts"]],
+        feature_names=list(ds.feature_names), base_margin=agg.get("base_margin", "legacy+experts"),
+        aggregator_model=workdir_for(out) / "aggregator.json" if agg.get("trees") else None)
+    manifest["experts_engine"] = "c"
+
+
+def _lower_onnx_graph(bw, manifest: dict, *, model, model_path: Path, ds: Dataset, out: Path, say) -> None:
+    """``model.onnx``: legacy trees, experts, aggregator and link as one graph."""
+    from .lower.expert_source import ExpertSource
+    from .lower.onnx_graph import lower_onnx_graph
+    from .search_stage import workdir_for
+
+    agg = manifest["aggregator"] or {}
+    say("lowering the whole ensemble to one ONNX graph (model.onnx)")
+    manifest["onnx_model"] = lower_onnx_graph(
+        bw.root, legacy_model=model_path, legacy_format=model.format,
+        experts=[ExpertSource.from_manifest(e) for e in manifest["experts"]],
+        feature_names=list(ds.feature_names), link=model.link,
+        base_margin=agg.get("base_margin", "legacy+experts"),
+        aggregator_model=workdir_for(out) / "aggregator.json" if agg.get("trees") else None)
+
+
+def _verify_staged(path: Path, sign_key=None, both: bool = False) -> None:
+    """Load the staged bundle as a server would (hashes, signature, parity replay); ``both``:
+    through the ONNX graph and through the native code."""
     import fecc_runtime
 
     try:
         # a signed bundle must verify against its own key, as a server configured with it would
         fecc_runtime.load(path, trusted_keys=None if sign_key is None else [sign_key.public_key()])
+        if both:
+            fecc_runtime.load(path, engine="native")
     except fecc_runtime.BundleSignatureError as exc:
         raise CompileError(f"the signed bundle does not verify: {exc}") from None
     except fecc_runtime.BundleError as exc:

@@ -15,6 +15,17 @@ Scoring follows the manifest and nothing else:
    ``base_margin`` is ``"legacy+experts"`` and 0 when it is ``"legacy"``, and the
    trees term is absent for a ``"sum"`` aggregator;
 3. the task's link turns the margin into the output (sigmoid for binary models).
+
+Which code computes it (the ``engine`` of :func:`load`; default: what the manifest says):
+
+* ``"c"`` — ``experts_engine: "c"``: the bundle's ensemble library
+  (``ensemble/ensemble.so``, :mod:`fecc_runtime.ensemble`) scores a row, or a batch, in
+  one C call: legacy trees, experts lowered from their IR to C, aggregator trees;
+* ``"numba"`` — the steps above one by one: the compiled trees, the numba module
+  ``experts/experts.py`` (the readable reference; plain Python without numba) and numpy;
+* ``"onnx"`` — ``emit: "onnx"``: the one graph ``model.onnx`` through onnxruntime
+  (:mod:`fecc_runtime.onnx_graph`; nothing else of the bundle is executed);
+* ``"trees"`` — a legacy-only bundle: the compiled trees alone.
 """
 from __future__ import annotations
 
@@ -77,20 +88,53 @@ def tree_engine(path: Path, entry: dict):
     raise BundleError(f"unknown tree engine {engine!r} in manifest; this runtime knows 'c' and 'onnx'")
 
 
+#: What :func:`load` takes as ``engine``: ``None`` (the manifest's choice), ``"native"``
+#: (the compiled code: C, or numba for experts the bundle has no C for), ``"numba"``
+#: (experts through the numba module) or ``"onnx"`` (``model.onnx``).
+ENGINES = (None, "native", "numba", "onnx")
+
+
+def choose_engine(manifest: dict, engine: str | None = None) -> str:
+    """The engine that scores a bundle: ``"onnx"``, ``"c"``, ``"numba"`` or ``"trees"`` (see the module doc)."""
+    if engine not in ENGINES:
+        raise BundleError(f"engine must be one of {', '.join(repr(e) for e in ENGINES)}, got {engine!r}")
+    emit = manifest.get("emit", "native")
+    if emit not in ("native", "onnx"):
+        raise BundleError(f"unknown emit {emit!r} in manifest; this runtime knows 'native' and 'onnx'")
+    if engine == "onnx" or (engine is None and emit == "onnx"):
+        if not manifest.get("onnx_model"):
+            raise BundleError("this bundle has no ONNX graph (compile it with --emit onnx)")
+        return "onnx"
+    if not manifest.get("experts"):
+        return "trees"
+    if engine == "numba":
+        return "numba"
+    chosen = manifest.get("experts_engine") or "numba"
+    if chosen not in ("c", "numba"):
+        raise BundleError(f"unknown experts_engine {chosen!r} in manifest; this runtime knows 'c' and 'numba'")
+    if chosen == "c" and not manifest.get("ensemble"):
+        raise BundleError("manifest says experts_engine 'c' but lists no ensemble library")
+    return chosen
+
+
 class Bundle:
-    """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`."""
+    """A verified, loaded bundle.  Create with :func:`fecc_runtime.load`.
+
+    ``engine`` is what scores it (``"c"``, ``"numba"``, ``"onnx"`` or ``"trees"``, see
+    the module doc).
+    """
 
     #: fingerprint (``sha256:…``) of the trusted key whose signature was verified at load; ``None`` when
     #: no trusted keys were given (the bundle may still carry a ``manifest.sig``)
     signed_by: str | None = None
 
-    def __init__(self, path: Path, manifest: dict):
+    def __init__(self, path: Path, manifest: dict, *, engine: str | None = None):
         try:
-            self._setup(path, manifest)
+            self._setup(path, manifest, engine)
         except _MALFORMED as exc:  # a key missing, a value of the wrong type: never a traceback
             raise _malformed(path, exc) from None
 
-    def _setup(self, path: Path, manifest: dict) -> None:
+    def _setup(self, path: Path, manifest: dict, engine: str | None = None) -> None:
         from .trees import TreeEngineError, TreeEnsemble
 
         self.path = path
@@ -107,10 +151,30 @@ class Bundle:
             for f in manifest["features"] if f.get("categories") is not None
         }
         self.link = self.task["link"]
+        self.engine = choose_engine(manifest, engine)
+        self._experts = None
+        self._ensemble = None
+        self._graph = None
+        self._row_scorer = None
+        self._row_by_name = False
+        self._offset = False
+        if self.engine == "onnx":
+            from .onnx_graph import OnnxGraph
+
+            self._legacy = self._aggregator = None
+            self._graph = OnnxGraph(path, manifest["onnx_model"])
+            if self._graph.num_feature != len(self.feature_names):
+                raise BundleError(f"manifest lists {len(self.feature_names)} features, but model.onnx reads "
+                                  f"{self._graph.num_feature}")
+            return
         agg = manifest.get("aggregator") or {}
         try:
             self._legacy = tree_engine(path, manifest["legacy"])
             self._aggregator = tree_engine(path, agg["trees"]) if agg.get("trees") else None
+            if self.engine == "c":
+                from .ensemble import CompiledEnsemble
+
+                self._ensemble = CompiledEnsemble(path, manifest["ensemble"], self._legacy, self._aggregator)
         except BundleError:
             raise
         except (OSError, TreeEngineError) as exc:
@@ -122,15 +186,20 @@ class Bundle:
         if n_legacy != len(self.feature_names):
             raise BundleError(f"manifest lists {len(self.feature_names)} features, but the compiled legacy "
                               f"trees read {n_legacy}")
-        # TreeEnsemble.predict_row takes the values of a dict row as a tuple
-        self._row_by_name = isinstance(self._legacy, TreeEnsemble) and not self._categories
-        self._experts = None
         self._offset = agg.get("base_margin") == "legacy+experts"
-        if manifest.get("experts"):
+        if manifest.get("experts") and agg.get("base_margin") not in ("legacy", "legacy+experts"):
+            raise BundleError(f"unknown aggregator base_margin {agg.get('base_margin')!r} in manifest")
+        if self._ensemble is not None and manifest["ensemble"].get("base_margin") != agg.get("base_margin"):
+            raise BundleError("the ensemble library and the aggregator disagree on the base margin")
+        # what scores one row in one call (None: the experts go through numba, step by step)
+        self._row_scorer = self._ensemble if self._ensemble is not None else (
+            self._legacy if self.engine == "trees" else None)
+        # TreeEnsemble / CompiledEnsemble.predict_row take the values of a dict row as a tuple
+        self._row_by_name = isinstance(self._row_scorer, TreeEnsemble) or self._ensemble is not None
+        self._row_by_name = self._row_by_name and not self._categories
+        if self.engine == "numba":
             from .experts import ExpertLoadError, ExpertSet
 
-            if agg.get("base_margin") not in ("legacy", "legacy+experts"):
-                raise BundleError(f"unknown aggregator base_margin {agg.get('base_margin')!r} in manifest")
             try:
                 self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"])
             except ExpertLoadError as exc:
@@ -140,7 +209,7 @@ class Bundle:
     @property
     def uses_experts(self) -> bool:
         """True when the safety gate let the experts and aggregator into this bundle."""
-        return self._experts is not None
+        return bool(self.manifest.get("experts"))
 
     def _column(self, name: str, values, categories: str = "values") -> np.ndarray:
         cats = self._categories.get(name)
@@ -250,6 +319,10 @@ class Bundle:
     # ----------------------------------------------------------------- scoring
     def predict_margin_matrix(self, X: np.ndarray) -> np.ndarray:
         """Margins for a float64 matrix from :meth:`matrix` (or a float32 one in manifest order)."""
+        if self._graph is not None:
+            return self._graph.run(X)[1]
+        if self._ensemble is not None:
+            return self._ensemble.predict_margin(X)
         # each tree library converts to its own feature type: float32 for XGBoost
         # (it compares in float32), float64 for LightGBM
         margin = np.asarray(self._legacy.predict(X, margin=True), dtype=np.float64)
@@ -279,6 +352,8 @@ class Bundle:
             X = data  # float32 is exact in either feature type: no float64 copy
         else:
             X = self.matrix(data, categories=categories)
+        if self._graph is not None and output == "prediction":
+            return self._graph.run(X)[0]  # the graph's own link
         margin = self.predict_margin_matrix(X)
         if output == "margin":
             return margin
@@ -288,18 +363,22 @@ class Bundle:
 
     def predict_one(self, row: Mapping[str, Any] | Sequence[float], *, output: str = "prediction"):
         """Score one row given as a dict (by feature name) or a sequence in manifest order."""
-        if self._experts is not None:
+        scorer = self._row_scorer
+        if scorer is None:  # numba experts, or the ONNX graph: a batch of one
+            if self._graph is not None and output == "prediction":
+                p = self._graph.run(self.row(row)[None, :])[0][0]
+                return float(p) if np.ndim(p) == 0 else p
             m = self.predict_margin_matrix(self.row(row)[None, :])[0]
             m = float(m) if np.ndim(m) == 0 else m
         elif type(row) is np.ndarray and row.shape == self._row_shape and row.dtype.kind == "f":
-            m = self._legacy.predict_row(row, margin=True)  # converted in the engine's own buffer
+            m = scorer.predict_row(row, margin=True)  # converted in the engine's own buffer
         elif self._row_by_name and isinstance(row, Mapping):
             try:  # the values by name straight into the engine's buffer
-                m = self._legacy.predict_row(self._values(row), margin=True)
+                m = scorer.predict_row(self._values(row), margin=True)
             except (KeyError, TypeError, ValueError, OverflowError):
-                m = self._legacy.predict_row(self.row(row), margin=True)  # or row() names the culprit
+                m = scorer.predict_row(self.row(row), margin=True)  # or row() names the culprit
         else:
-            m = self._legacy.predict_row(self.row(row), margin=True)
+            m = scorer.predict_row(self.row(row), margin=True)
         if output == "margin":
             return m
         if output != "prediction":
@@ -312,7 +391,8 @@ class Bundle:
 
     def __repr__(self):
         kind = "legacy + experts" if self.uses_experts else "legacy only"
-        return f"<fecc bundle {self.path} ({kind}, {len(self.feature_names)} features, {self.task['kind']})>"
+        return (f"<fecc bundle {self.path} ({kind}, {len(self.feature_names)} features, {self.task['kind']}, "
+                f"engine {self.engine})>")
 
 
 def _short(value) -> str:
@@ -436,11 +516,17 @@ def _replay_parity(bundle: Bundle) -> None:
         )
 
 
-def load(path: str | Path, *, verify: bool = True, trusted_keys=None) -> Bundle:
+def load(path: str | Path, *, verify: bool = True, trusted_keys=None, engine: str | None = None) -> Bundle:
     """Load a bundle, verify every file's sha256 and replay its parity vectors.
 
     Parameters
     ----------
+    engine : what scores the bundle: ``None`` (what the manifest says: the C ensemble
+        library for experts compiled to C, ``model.onnx`` for a bundle compiled with
+        ``--emit onnx``), ``"native"`` (the compiled code even when the bundle has an
+        ONNX graph), ``"numba"`` (experts through the numba module, step by step) or
+        ``"onnx"`` (the graph, through onnxruntime).  The parity vectors are replayed
+        through the engine chosen.
     trusted_keys : Ed25519 public keys (PEM file paths, PEM bytes or key objects).  When
         given, the bundle must carry a ``manifest.sig`` made by one of them over the exact
         bytes of its manifest (see :mod:`fecc_runtime.signing`), and its files are always
@@ -467,7 +553,7 @@ def load(path: str | Path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     manifest = _parse_manifest(path, raw)
     if verify or signer is not None:
         verify_files(path, manifest)
-    bundle = Bundle(path, manifest)
+    bundle = Bundle(path, manifest, engine=engine)
     bundle.signed_by = signer
     if verify:
         replay_parity(bundle)
