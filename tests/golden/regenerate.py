@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 
 
-def numba_fixtures() -> dict[str, str]:
-    """The numba backend's goldens: one module whose experts use every IR node and operator."""
+def every_node_experts(features=("age", "income ($)", "class", "x3")):
+    """Two experts that together use every IR node and operator, over four features (renamed by ``features``)."""
     from fecc.ir import parse_postfix
-    from fecc.lower.numba_backend import emit_module
     from fecc.search import Expert
 
-    features = ["age", "income ($)", "class", "x3"]
+    a, b, c, d = ("$" + quote(f, safe="_.") for f in features)
 
     def expert(k, region, correction, params, score, legacy, z, iterations):
         r, c = parse_postfix(region), parse_postfix(correction)
@@ -28,22 +28,56 @@ def numba_fixtures() -> dict[str, str]:
                       structure=c, params=params,
                       metrics={"valid": {"score": score, "legacy_score": legacy, "z": z}}, iterations=iterations)
 
-    experts = [
+    return [
         # a CART-like region with NaN routing; a correction using every numeric operator
-        expert(1, "$age 50.5 gt $income%20%28%24%29 30000.0 le $income%20%28%24%29 isnan or and",
-               "0.25 $age 48.5 sub 0.1 mul add $income%20%28%24%29 1000.0 div log add "
-               "$class sqrt exp sigmoid tanh sub $x3 square $x3 cube add neg abs sign mul "
-               "$age $class min $age $class max sub add",
+        expert(1, f"{a} 50.5 gt {b} 30000.0 le {b} isnan or and",
+               f"0.25 {a} 48.5 sub 0.1 mul add {b} 1000.0 div log add "
+               f"{c} sqrt exp sigmoid tanh sub {d} square {d} cube add neg abs sign mul "
+               f"{a} {c} min {a} {c} max sub add",
                {"c_0": 0.25, "t_1": 50.5, "t_2": 30000.0}, 0.8123, 0.8011, 2.71, 3),
         # every predicate operator, where, and the special constants
-        expert(2, "$class 1.0 eq $x3 2.0 ne or $age 30.0 lt $age 60.0 ge and not and",
-               "$x3 -0.0 le -1.5 $x3 1e-300 ge inf nan where where $age 18.0 lt -inf 0.0 where add",
+        expert(2, f"{c} 1.0 eq {d} 2.0 ne or {a} 30.0 lt {a} 60.0 ge and not and",
+               f"{d} -0.0 le -1.5 {d} 1e-300 ge inf nan where where {a} 18.0 lt -inf 0.0 where add",
                {}, 0.8123, 0.8011, 1.9, 1),
     ]
-    return {"experts_every_node.py": emit_module(experts, features).text}
 
 
-GENERATORS = {"numba": numba_fixtures}
+def numba_fixtures() -> dict[str, str]:
+    """The numba backend's goldens: one module whose experts use every IR node and operator."""
+    from fecc.lower.numba_backend import emit_module
+
+    features = ["age", "income ($)", "class", "x3"]
+    return {"experts_every_node.py": emit_module(every_node_experts(features), features).text}
+
+
+def c_fixtures() -> dict[str, str]:
+    """The C backend's golden: experts.c of the same experts (every IR node and operator)."""
+    from fecc.lower.c_backend import emit_experts_c
+
+    features = ["age", "income ($)", "class", "x3"]
+    return {"experts_every_node.c": emit_experts_c(every_node_experts(features), features).text}
+
+
+#: The stored legacy model the ONNX golden graph holds (8 features, 10 trees).
+ONNX_LEGACY = HERE.parent / "data" / "models" / "xgboost-3.2.0" / "binary_logistic.json"
+ONNX_FEATURES = ["age", "income_k", "segment", "n_loans", "util_ratio", "tenure_m", "score_a", "score_b"]
+
+
+def onnx_fixtures() -> dict[str, str]:
+    """The ONNX graph's goldens, as onnx.printer text: the every-node experts alone (float64 input), and a
+    whole bundle graph (legacy trees, the experts over the model's features, offset, link)."""
+    from fecc.lower.onnx_graph import build_model, expressions_model, graph_text
+
+    experts = every_node_experts(ONNX_FEATURES[:4])
+    exprs = {f"{e.name}_{part}": getattr(e, part) for e in experts for part in ("region", "correction")}
+    whole = build_model(legacy_model=ONNX_LEGACY, legacy_format="xgboost_json", experts=experts,
+                        feature_names=ONNX_FEATURES, link="logistic", base_margin="legacy+experts",
+                        aggregator_model=None, doc="golden fixture")
+    return {"experts_every_node.onnx.txt": graph_text(expressions_model(exprs, ONNX_FEATURES)),
+            "bundle_every_node.onnx.txt": graph_text(whole)}
+
+
+GENERATORS = {"numba": numba_fixtures, "c": c_fixtures, "onnx": onnx_fixtures}
 
 
 def main(argv: list[str]) -> int:
