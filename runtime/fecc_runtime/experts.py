@@ -95,7 +95,9 @@ def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
 
 def _cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fecc_runtime" / "numba"
+    # "numba2": entries cached before the module was registered by name refer to a
+    # "<dynamic>" module and cannot load; a new directory leaves them behind
+    return Path(base) / "fecc_runtime" / "numba2"
 
 
 def _ensure_cache_dir(bundle_dir: Path) -> None:
@@ -155,10 +157,19 @@ class ExpertSet:
         module = importlib.util.module_from_spec(spec)
         # read by the emitted module before it imports numba
         module.FECC_PURE_PYTHON = not use_numba
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001 - any import failure refuses the bundle
-            raise ExpertLoadError(f"experts module {module_path!r} failed to import: {e}") from e
+        # numba finds a function's module by name, when it compiles (an unimportable one makes
+        # it a "<dynamic>" module) and when it loads the function from its cache in a later
+        # process: the module must be importable by its name, i.e. in sys.modules
+        known = sys.modules.get(mod_name)
+        if known is not None and getattr(known, "__file__", None) == str(path):
+            module = known  # the same file, already loaded (the name holds its sha256)
+        else:
+            sys.modules[mod_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as e:  # noqa: BLE001 - any import failure refuses the bundle
+                sys.modules.pop(mod_name, None)
+                raise ExpertLoadError(f"experts module {module_path!r} failed to import: {e}") from e
         self.module = module
         self.jitted = not module.FECC_PURE_PYTHON
         self.n_features = int(module.N_FEATURES)
