@@ -222,7 +222,6 @@ def test_permuted_labels_give_no_out_of_fold_gain(tmp_path):
                                         "n_regions": 1, "optuna_trials": 6})
         r = run_search(X=X, y=y, legacy_margin=m, task="binary", folds=folds_for(y, seed=seed),
                        proposer=GrammarProposer(), options=opts, workdir=tmp_path / str(seed))
-        assert r.experts, "the search keeps something on noise (it is judged one level up)"
         ll_gains.append(r.gate.loss_test.gain)
         auc_gains.append(r.gate.test.gain)
         shipped += r.shipped

@@ -346,7 +346,7 @@ def _outer_fit(j: int) -> tuple[int, np.ndarray, dict]:
     margin = fitted.margin(Xte, m[test])
     gain = metrics.score(task, y[test], margin) - metrics.score(task, y[test], m[test])
     return j, margin, {"fold": j, "train_rows": int(train.size), "test_rows": int(test.size),
-                       "experts": len(fitted.experts),
+                       "experts": len(fitted.experts), "chains": len(fitted.chains),
                        "aggregator": fitted.aggregator.kind if fitted.aggregator is not None else None,
                        "gain": round(float(gain), 6) if np.isfinite(gain) else None}
 
@@ -471,9 +471,15 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
         inner_gain = metrics.score(task, y, full.inner_oof) - metrics.score(task, y, m)
     masks = {e.name: e.mask(X) for e in full.experts}
     no_gain = "the search kept no expert on the compile rows" if full.chains else "no chain ran"
-    oof_margin = outer_margin.mean(axis=0) if full.experts else None
+    # the outer searches are judged even when the search on all rows kept nothing: the test
+    # is then a report (what the search would have gained), never a reason to ship
+    judged = any(o.get("experts") for o in outer)
+    oof_margin = outer_margin.mean(axis=0) if judged else None
     gate = decide(task=task, y=y, legacy_margin=m, ensemble_margin=oof_margin,
                   folds=folds, region_masks=masks, alpha=options.gate_alpha, no_experts_reason=no_gain)
+    if not full.experts and oof_margin is not None:
+        gate.decision = "legacy-only"
+        gate.reason = f"{no_gain} (out of fold: {gate.reason})"
     say(f"search: gate → {gate.decision}: {gate.reason}")
     return SearchResult(task=task, feature_names=names, experts=full.experts, aggregator=full.aggregator, gate=gate,
                         regions=full.regions, dropped=full.dropped, options=options,
