@@ -73,13 +73,15 @@ def planted_result(model_path: Path, X: pd.DataFrame, y: np.ndarray, *, base_mar
 
 def planted_bundle(root: Path, *, n_trees: int = 20, depth: int = 4, n_features: int = 8, n_rows: int = 1200,
                    seed: int = 0, emit: str = "native", base_margin: str = "legacy+experts", agg_rounds: int = 30,
-                   model_path: Path | None = None, experts=PLANTED):
-    """Compile a bundle with the planted experts; returns ``(bundle_dir, result, model_path, X)``."""
+                   model_path: Path | None = None, experts=PLANTED, table=None):
+    """Compile a bundle with the planted experts; returns ``(bundle_dir, result, model_path, X)``.
+
+    ``table``: ``(X, y)`` to use (with ``model_path``) instead of the generated data."""
     from fecc.driver import CompileOptions, compile_bundle
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    X, y = make_table(n_rows, n_features, seed)
+    X, y = table if table is not None else make_table(n_rows, n_features, seed)
     if model_path is None:
         model_path = root / "model.json"
         booster = xgb.train({"objective": "binary:logistic", "max_depth": depth, "eta": 0.3, "seed": 0, "nthread": 1},

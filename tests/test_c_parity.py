@@ -415,3 +415,31 @@ def test_experts_bundle_needs_only_numpy(native_bundle, tmp_path):
     assert not {"numba", "fecc", "xgboost", "pandas"} & set(got["modules"])
     ref = fecc_runtime.load(out).predict(np.array(rows, dtype=float))
     assert got["pred"] == ref.tolist() and got["one"] == ref[0]
+
+
+def test_lightgbm_legacy_reads_float64_in_the_library(tmp_path):
+    """A LightGBM legacy model (float64 thresholds): the library's batch reads float64 rows, the
+    experts float32-rounded ones, as the step-by-step engine does."""
+    import pandas as pd
+
+    import fecc_runtime
+
+    models = Path(__file__).parent / "data" / "models" / "lightgbm-4.7.0"
+    arrays = np.load(models / "binary.npz")
+    names = ["age", "income_k", "segment", "n_loans", "util_ratio", "tenure_m", "score_a", "score_b"]
+    keep = ~np.isinf(arrays["X"]).any(axis=1) & (np.abs(np.nan_to_num(arrays["X"])) < 1e30).all(axis=1)
+    X = pd.DataFrame(arrays["X"][keep].astype(np.float64), columns=names)
+    y = (arrays["output"][keep] > 0.5).astype(np.float64)
+    experts = [("$age 40.0 gt", "0.2 $income_k 50.0 sub 0.0 max mul 0.01 mul $score_a tanh 0.1 mul add"),
+               ("$util_ratio 0.5 le $tenure_m isnan or", "$score_b $n_loans div log 0.05 mul")]
+    out, result, _, _ = planted_bundle(tmp_path, model_path=models / "binary.txt", experts=experts, table=(X, y),
+                                       agg_rounds=10)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["experts_engine"] == "c" and m["ensemble"]["feature_type"] == "float64"
+    c, nb = fecc_runtime.load(out), fecc_runtime.load(out, engine="numba")
+    rows = edge_rows(X)
+    with np.errstate(all="ignore"):
+        got, want = c.predict(rows, output="margin"), nb.predict(rows, output="margin")
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    one = np.array([c.predict_one(r, output="margin") for r in rows])
+    assert_exact(one, got)
