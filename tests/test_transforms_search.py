@@ -127,15 +127,17 @@ class _Junk:
         return Proposal(expr=Binary("mul", Feature("x1"), Feature("x2")), space={})
 
 
-def test_proposer_teachers_write_golden_examples():
+def test_proposer_teachers_write_golden_examples(tmp_path):
     X, y, m = _data(800)
-    opts = TransformOptions(seed=0, teacher="proposer", **{**SMALL, "golden": 30, "rounds": 0})
+    opts = TransformOptions(seed=0, teacher="proposer", teacher_calls=30, **{**SMALL, "golden": 40, "rounds": 0})
     res = search_transforms(X, y, m, "binary", options=opts, proposer=GrammarProposer())
     assert res.stats["teacher"]["name"] == "grammar" and res.stats["teacher"]["asked"] == 30
-    junk = search_transforms(X, y, m, "binary", options=opts, proposer=_Junk())
+    junk = search_transforms(X, y, m, "binary", options=opts, proposer=_Junk(), workdir=tmp_path)
     t = junk.stats["teacher"]
     assert t["name"] == "junk" and t["errors"] == 10 and t["invalid"] == 10
     assert junk.transforms and junk.transforms[0].postfix == "$x1 $x2 mul"
+    sources = {r["source"] for r in read_candidates(junk.archive_path)}
+    assert sources == {"teacher:junk", "teacher:grammar"}        # the rest topped up by the grammar
 
 
 def test_teaming_with_a_tiny_student(tmp_path):

@@ -30,6 +30,8 @@ class TransformOptions:
     teacher : ``"grammar"`` (random valid sequences, no model) or ``"proposer"`` (the
         configured :class:`~fecc.llm.base.Proposer`; falls back to grammar without one).
     golden : golden examples (sequences) the teacher writes and that are evaluated for real.
+    teacher_calls : with the proposer teacher, at most this many proposals (an LLM answer
+        takes seconds on a CPU); the other golden examples come from the grammar teacher.
     emb, hidden, latent, mlp : network sizes; epochs, batch, lr, alpha : joint training
         (``alpha`` weighs the evaluator's loss); refit_epochs : training after each round.
     rounds : search rounds (gradient search → decode → rank → evaluate → retrain).
@@ -72,6 +74,7 @@ class TransformOptions:
     max_programs: int = 2
     teacher: str = "grammar"
     golden: int = 200
+    teacher_calls: int = 16
     emb: int = 32
     hidden: int = 64
     latent: int = 32
@@ -109,7 +112,7 @@ class TransformOptions:
     time_budget_s: float = 300.0
 
     def __post_init__(self):
-        positive = ("folds", "max_features", "max_len", "max_stack", "max_depth", "max_programs", "golden", "emb",
+        positive = ("folds", "teacher_calls", "max_features", "max_len", "max_stack", "max_depth", "max_programs", "golden", "emb",
                     "hidden", "latent", "mlp", "epochs", "batch", "starts", "grad_steps", "student_batch",
                     "lora_r", "llm_decodes", "eval_top", "pool")
         for name in positive:

@@ -40,7 +40,7 @@ from .options import TransformOptions
 from .poe import PoECombiner
 from .ranking import RankingLog, combined_rank, select
 from .teacher import GrammarTeacher, ProposerTeacher, relevance
-from .vocab import BOS, Vocab
+from .vocab import END, Vocab
 
 
 @dataclass
@@ -122,6 +122,7 @@ class _Search:
         self.timings: dict[str, float] = {}
         y = np.asarray(y, dtype=np.float64)
         m = np.asarray(legacy_margin, dtype=np.float64)
+        X = X.rename(columns=str).reset_index(drop=True)   # IR features are named by text
         cols = _numeric_columns(X)
         if not cols:
             raise ValueError("no numeric column with more than one value: nothing to transform")
@@ -158,6 +159,8 @@ class _Search:
         self.ranking = RankingLog()
         self.student_calls = 0
         self.budget_cuts = 0     # student decoding batches skipped for the time budget
+        self.decoded = 0         # sequences the decoders wrote in the rounds
+        self.duplicates = 0      # ... that were already seen (cost nothing)
 
     # --- helpers ---------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -239,23 +242,30 @@ class _Search:
                                float(1.0 - fin.size / v.size))
             teacher = ProposerTeacher(self.proposer, self.automaton, task=self.task, relevance_of=self.relevance,
                                       stats_of=stats_of, legacy_metric=self.evaluator.legacy, seed=opts.seed)
-            seqs = teacher.sequences(opts.golden, self.rng)
+            seqs = teacher.sequences(min(opts.teacher_calls, opts.golden), self.rng)
             source = f"teacher:{teacher.name}"
             self.invalid += teacher.stats.invalid
-            if len(seqs) < max(8, opts.golden // 4):  # the proposer gave too little: top up from the grammar
-                extra = GrammarTeacher(self.automaton, self.relevance).sequences(opts.golden - len(seqs), self.rng)
-                seqs += [s for s in extra if tuple(s) not in {tuple(q) for q in seqs}]
-            self.teacher_stats = {"name": teacher.name, "asked": teacher.stats.asked,
+            for s in seqs:
+                self.add_seq(s, self.score_seq(s, source=source, round_no=0))
+            # an LLM answer costs seconds: the rest of the golden examples come from the grammar
+            known = {tuple(q) for q in seqs}
+            from_teacher = len(seqs)
+            extra = GrammarTeacher(self.automaton, self.relevance).sequences(opts.golden - len(seqs), self.rng)
+            seqs = [s for s in extra if tuple(s) not in known]
+            source = "teacher:grammar"
+            self.teacher_stats = {"name": teacher.name, "asked": teacher.stats.asked, "sequences": from_teacher,
                                   "invalid": teacher.stats.invalid, "errors": teacher.stats.errors}
         else:
             teacher = GrammarTeacher(self.automaton, self.relevance)
             seqs = teacher.sequences(opts.golden, self.rng)
             source = "teacher:grammar"
-            self.teacher_stats = {"name": "grammar", "asked": len(seqs), "invalid": 0, "errors": 0}
+            self.teacher_stats = {"name": "grammar", "asked": len(seqs), "sequences": len(seqs), "invalid": 0,
+                                  "errors": 0}
         for s in seqs:
             self.add_seq(s, self.score_seq(s, source=source, round_no=0))
         self._time("teacher", start)
-        self.say(f"transforms: {len(seqs)} golden sequences from the {self.teacher_stats['name']} teacher, "
+        self.say(f"transforms: {len(self.seqs)} golden sequences ({self.teacher_stats['sequences']} from the "
+                 f"{self.teacher_stats['name']} teacher), "
                  f"{len(self.programs)} programs scored (best gain {self.best_gain():+.4f})")
 
     def best_gain(self) -> float:
@@ -300,13 +310,17 @@ class _Search:
         self.say(f"transforms: student LoRA {self.student_stats['steps']} steps, loss "
                  f"{self.student_stats['first_loss']:.3f} → {self.student_stats['loss']:.3f}")
 
-    def decode(self, z, lam: float, *, constrained: bool = True, deadline: float | None = None):
-        """Decode embeddings with the configured mix; the student's decodes go 8 at a time until ``deadline``."""
+    def decode(self, z, lam: float, *, constrained: bool = True, deadline: float | None = None,
+               first_free: bool = True):
+        """Decode embeddings with the configured mix; the student's decodes go 8 at a time until ``deadline``.
+
+        ``first_free``: the first batch runs even past the deadline (a round always decodes something).
+        """
         if lam >= 1.0 or self.student is None:
             return self.model.decode(z, sample=True, temperature=self.opts.temperature, constrained=constrained)
         out = []
         for b in range(0, int(z.shape[0]), LLM_BATCH):
-            if deadline is not None and b and time.perf_counter() > deadline:
+            if deadline is not None and (b or not first_free) and time.perf_counter() > deadline:
                 self.budget_cuts += 1
                 break
             chunk = z[b: b + LLM_BATCH]
@@ -318,7 +332,7 @@ class _Search:
 
     def deadline(self, rounds_left: int) -> float:
         """When this round's student decoding must stop: an equal share of what is left of the budget."""
-        reserve = 10.0 + (0.1 * self.opts.time_budget_s if self.opts.probe_invalid else 0.0)
+        reserve = 10.0 + (0.15 * self.opts.time_budget_s if self.opts.probe_invalid else 0.0)
         left = self.opts.time_budget_s - reserve - self.elapsed()
         return time.perf_counter() + max(left, 0.0) / max(rounds_left, 1)
 
@@ -343,6 +357,8 @@ class _Search:
                 continue
             seen.add(key)
             fresh.append(s)
+        self.decoded += len(decoded)
+        self.duplicates += len(decoded) - len(fresh)
         # sequences whose programs are all known cost nothing: score them from the cache
         new, known = [], []
         for s in fresh:
@@ -404,7 +420,7 @@ class _Search:
         if lam < 1.0 and self.student is not None:
             # without the automaton every candidate string is scored at every step: costly
             n = min(n, self.opts.llm_decodes, LLM_PROBE)
-            deadline = self.t0 + self.opts.time_budget_s - 5.0
+            deadline = self.t0 + self.opts.time_budget_s - 10.0
         torch = self.model.torch
         g = torch.Generator(device=self.model.device).manual_seed(self.opts.seed + 7)
         scores = self.training_scores()
@@ -412,7 +428,9 @@ class _Search:
         starts = [self.seqs[i] for i in order[: max(1, min(n, len(order)))]]
         z = self.model.embed(starts)
         z = z[torch.randint(0, z.shape[0], (n,), generator=g, device=z.device)]
-        seqs = self.decode(z, lam, constrained=False, deadline=deadline)
+        seqs = self.decode(z, lam, constrained=False, deadline=deadline, first_free=False)
+        if not seqs:
+            return {"decoder": self.opts.decoder, "sampled": 0, "skipped": "time budget"}
         bad = sum(0 if self._valid_unconstrained(s) else 1 for s in seqs)
         self._time("probe_invalid", start)
         return {"decoder": self.opts.decoder, "sampled": len(seqs), "invalid": bad,
@@ -421,7 +439,7 @@ class _Search:
     def _valid_unconstrained(self, seq) -> bool:
         from ..ir import parse_postfix
 
-        if seq[-1] != 3:  # END
+        if seq[-1] != END:
             return False
         progs = self.vocab.programs(seq)
         if not progs or len(progs) != len(self.vocab.split(seq)):
@@ -570,12 +588,14 @@ def search_transforms(X: pd.DataFrame, y, legacy_margin, task: str, folds=None,
         "generated": s.generated, "invalid": s.invalid, "degenerate": s.degenerate,
         "evaluated": len(s.programs), "ranked_out": rank["ranked_out"],
         "selection_evaluations": getattr(s, "selection_evaluations", 0),
-        "sequences": len(s.seqs), "rounds": rounds_done, "best_gain": _r(s.best_gain()),
+        "sequences": len(s.seqs), "decoded": s.decoded, "duplicates": s.duplicates, "rounds": rounds_done,
+        "best_gain": _r(s.best_gain()),
         "ranking": rank, "invalid_unconstrained": probe,
         "ml": {"epochs": s.model.trained_epochs, "loss_rec": _r(s.ml_stats.loss_rec),
                "loss_est": _r(s.ml_stats.loss_est)},
         "student": ({"model": s.student.base_name, "steps": s.student_stats["steps"],
-                     "loss": _r(s.student_stats["loss"]), "scoring_passes": s.student_calls}
+                     "loss": _r(s.student_stats["loss"]), "scoring_passes": s.student_calls,
+                     "adapter_sha256": (getattr(s, "adapter", None) or {}).get("sha256")}
                     if s.student is not None and hasattr(s, "student_stats") else None),
         "device": s.device, "seconds": round(s.elapsed(), 3), "timings": s.timings, "budget_cuts": s.budget_cuts,
         "chosen": len(chosen),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Binary, Const, Expr, Feature, Param, Unary, bind, features_of, to_postfix, transform
-from ..llm.base import FeatureStat, ProposalContext, ProposalError
+from ..llm.base import BudgetExhausted, FeatureStat, ProposalContext, ProposalError
 from ..search import metrics
 from .automaton import Automaton
 from .vocab import BOS, Vocab
@@ -173,6 +173,10 @@ class ProposerTeacher:
             self.stats.asked += 1
             try:
                 prop = self.proposer.propose(self._context(i, tuple(negative[-8:])))
+            except BudgetExhausted as exc:
+                self.stats.errors += 1
+                self.stats.notes.append(exc.reason[:200])
+                break
             except ProposalError as exc:
                 self.stats.errors += 1
                 self.stats.notes.append(exc.reason[:200])
