@@ -297,25 +297,34 @@ class Fitter:
             _, w = self._loss(y, offset, cols, n, fixed)
             return _rounded({**fixed, **w})
 
-        def objective(trial: optuna.Trial) -> float:
-            shape = dict(fixed)
-            for name in free:
-                r = self.space[name]
-                shape[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
-            loss, _ = self._loss(y, offset, cols, n, shape)
-            return loss if np.isfinite(loss) else 1e300
+        def loss(values: dict[str, float]) -> float:
+            value, _ = self._loss(y, offset, cols, n, {**fixed, **values})
+            return value if np.isfinite(value) else 1e300
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # multivariate TPE is marked experimental
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                                 n_startup_trials=max(1, min(6, self.trials // 2)))
-            study = optuna.create_study(direction="minimize", sampler=sampler)
-            study.enqueue_trial({p: (self.space[p].init if self.space[p].init is not None
-                                     else (self.space[p].low + self.space[p].high) / 2) for p in free})
-            study.optimize(objective, n_trials=self.trials)
-        shape = {**fixed, **{k: round_sig(v) for k, v in study.best_params.items()}}
+        start = {p: (self.space[p].init if self.space[p].init is not None
+                     else (self.space[p].low + self.space[p].high) / 2) for p in free}
+        best = tpe_minimize(loss, {p: self.space[p] for p in free}, start, trials=self.trials, seed=seed)
+        shape = {**fixed, **best}
         _, w = self._loss(y, offset, cols, n, shape)
         return _rounded({**shape, **w})
+
+
+def tpe_minimize(loss, ranges: dict[str, ParamRange], start: dict[str, float], *, trials: int,
+                 seed: int) -> dict[str, float]:
+    """Optuna's multivariate TPE over ``ranges``, warm-started at ``start``: the best values,
+    rounded to 6 significant digits (seed 004's inner loop; ``loss`` takes a name → value dict)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        return loss({name: trial.suggest_float(name, r.low, r.high, log=r.log) for name, r in ranges.items()})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multivariate TPE is marked experimental
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                             n_startup_trials=max(1, min(6, trials // 2)))
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        study.enqueue_trial({name: start[name] for name in ranges})
+        study.optimize(objective, n_trials=trials)
+    return {k: round_sig(v) for k, v in study.best_params.items()}
 
 
 def round_sig(value: float, digits: int = 6) -> float:

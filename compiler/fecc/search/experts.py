@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import optuna
 import pandas as pd
 
 from ..ir import Binary, Const, Expr, IRValidationError, Limits, Param, bind, evaluate, params_of, simplify, \
@@ -45,7 +44,7 @@ from ..ir import Binary, Const, Expr, IRValidationError, Limits, Param, bind, ev
 from ..llm.base import BudgetExhausted, ParamRange, Proposal, ProposalContext, ProposalError, Proposer
 from . import metrics
 from .archive import Archive
-from .crossfit import Fitter, Folds, best_shrink, round_sig, solve_weights
+from .crossfit import Fitter, Folds, best_shrink, round_sig, solve_weights, tpe_minimize
 from .options import SearchOptions
 from .regions import Region, rule_text
 from .stats import feature_stats, sample_instances
@@ -277,22 +276,9 @@ class Chain:
             after = metrics.loss_rows(self.task, y[mask], b[mask] + w[0])
             return float(np.sum(after - before[mask]) / y.size)
 
-        def objective(trial: optuna.Trial) -> float:
-            values = dict(start)
-            for name, r in region.ranges.items():
-                values[name] = trial.suggest_float(name, r.low, r.high)
-            return change(values)
-
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                                 n_startup_trials=max(1, min(6, self.options.optuna_trials // 2)))
-            study = optuna.create_study(direction="minimize", sampler=sampler)
-            study.enqueue_trial({k: start[k] for k in region.ranges})
-            study.optimize(objective, n_trials=self.options.optuna_trials)
-        values = {**start, **{k: round_sig(v) for k, v in study.best_params.items()}}
+        best = tpe_minimize(lambda values: change({**start, **values}), region.ranges, start,
+                            trials=self.options.optuna_trials, seed=seed)
+        values = {**start, **best}
         return values if np.isfinite(change(values)) else start
 
     # -- fitting ----------------------------------------------------------------------
