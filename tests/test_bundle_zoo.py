@@ -4,43 +4,18 @@ must reproduce the producing library's outputs (≤ 1e-6) on rows with NaN, valu
 thresholds, huge values and unseen categories."""
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 
 import fecc_runtime
-from fecc.driver import CompileOptions, compile_bundle
-from fecc.frontend import load_legacy_model
 
-MODELS = Path(__file__).parent / "data" / "models"
-INDEX = json.loads((MODELS / "index.json").read_text())["fixtures"]
-# every LightGBM kind of the newest version, every XGBoost kind of the oldest and newest
-CHOSEN = [e for e in INDEX if e["path"].split("/")[0] in ("lightgbm-4.7.0", "xgboost-1.7.6", "xgboost-3.2.0")]
-
-
-def _table(entry) -> pd.DataFrame:
-    data = np.load(MODELS / entry["data"], allow_pickle=False)
-    model = load_legacy_model(MODELS / entry["path"])
-    names = list(model.feature_names or [f"f{i}" for i in range(model.num_feature)])
-    df = pd.DataFrame(data["X"], columns=names)
-    for i, cats in enumerate(model.categories or ()):
-        if cats is not None:  # the model stored category values: the user's table holds values, not codes
-            codes = df.iloc[:, i]
-            df[names[i]] = [cats[int(c)] if not math.isnan(c) and 0 <= c < len(cats) and c == int(c) else None
-                            for c in codes]
-    return df
+from _zoo import CHOSEN, MODELS, zoo_bundle, zoo_table
 
 
 @pytest.mark.parametrize("entry", CHOSEN, ids=[e["path"] for e in CHOSEN])
-def test_bundle_reproduces_library_outputs(entry, tmp_path):
-    df = _table(entry)
-    df.to_parquet(tmp_path / "data.parquet")
-    compile_bundle(MODELS / entry["path"], tmp_path / "data.parquet", tmp_path / "b", CompileOptions(search="none"))
-    b = fecc_runtime.load(tmp_path / "b")
+def test_bundle_reproduces_library_outputs(entry, tmp_path_factory):
+    df = zoo_table(entry)
+    b = fecc_runtime.load(zoo_bundle(entry, tmp_path_factory.getbasetemp() / "zoo"))
     data = np.load(MODELS / entry["data"], allow_pickle=False)
     got = b.predict(df)
     expected = data["output"]
