@@ -1,8 +1,10 @@
 """The one options dataclass of the search stage (API and CLI share it)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from ..option_values import options_from_mapping
 
 
 @dataclass(frozen=True)
@@ -123,27 +125,9 @@ class SearchOptions:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "SearchOptions":
-        """Build from a mapping (e.g. CLI ``--search-option k=v``); unknown keys raise ``ValueError``."""
-        values = dict(values or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown search option(s): {', '.join(unknown)} (known: {', '.join(known)})")
-        converted = {}
-        for name, value in values.items():
-            default = getattr(cls, name)
-            if isinstance(default, bool) and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(f"search option {name} must be a boolean, got {value!r}")
-                value = value.lower() in ("true", "1", "yes")
-            elif isinstance(default, bool):
-                value = bool(value)
-            elif isinstance(default, int):
-                value = int(value)
-            elif isinstance(default, float):
-                value = float(value)
-            converted[name] = value
-        return cls(**converted)
+        """Build from a mapping (e.g. CLI ``--set k=v``); unknown keys raise ``ValueError``
+        (see :func:`fecc.option_values.options_from_mapping`)."""
+        return options_from_mapping(cls, values, kind="search option")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

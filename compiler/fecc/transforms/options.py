@@ -6,8 +6,10 @@ LLM (SmolLM2-135M) on the CPU; ``time_budget_s`` is the hard stop.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from ..option_values import options_from_mapping
 
 DECODERS = ("ml", "student", "teaming")
 TEACHERS = ("grammar", "proposer")
@@ -155,27 +157,9 @@ class TransformOptions:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "TransformOptions":
-        """From a mapping (e.g. ``--transform-option k=v``); unknown keys raise ``ValueError``."""
-        values = dict(values or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown transform option(s): {', '.join(unknown)} (known: {', '.join(known)})")
-        out = {}
-        for key, value in values.items():
-            default = getattr(cls, key, None) if not isinstance(getattr(cls, key, None), property) else None
-            if isinstance(value, str) and isinstance(default, tuple):
-                value = tuple(v for v in (s.strip() for s in value.split(",")) if v)
-            elif isinstance(value, str) and isinstance(default, bool):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(f"{key} must be a boolean, got {value!r}")
-                value = value.lower() in ("1", "true", "yes")
-            elif isinstance(value, str) and isinstance(default, int) and not isinstance(default, bool):
-                value = int(value)
-            elif isinstance(value, str) and isinstance(default, float):
-                value = float(value)
-            out[key] = value
-        return cls(**out)
+        """From a mapping (e.g. ``--transform-option k=v``); unknown keys raise ``ValueError``
+        (see :func:`fecc.option_values.options_from_mapping`)."""
+        return options_from_mapping(cls, values, kind="transform option")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
