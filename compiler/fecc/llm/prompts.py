@@ -22,7 +22,7 @@ from pathlib import Path
 import jinja2
 
 from .base import ProposalContext
-from .pyparse import function_source
+from .python_print import function_source
 
 #: Number of in-context examples in ``templates/prompts/examples.j2``.
 N_EXAMPLES = 5

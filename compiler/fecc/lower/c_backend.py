@@ -8,9 +8,10 @@ IR; per expert a comment quoting its region rule and its correction in math form
 one function for the region and one for the correction; helpers for the safe
 operators copied from the IR's op table (:mod:`fecc.ir.ops`), each only when used.
 
-How the code is produced (STYLE.md): :class:`CBackend` is a visitor, a ``lower_<node>``
-method per IR node class found by name (an unknown node raises
-:class:`LoweringError` naming it); it returns C expression text with the fewest
+How the code is produced (STYLE.md): :class:`CBackend` is the IR's one printer
+(:class:`fecc.ir.printing.Printer`, a visitor with a ``lower_<node>`` method per IR node
+class; an unknown node raises :class:`LoweringError` naming it) with C's spelling table,
+:data:`SPELLING`; it returns C expression text with the fewest
 parentheses that keep the IR's evaluation order (a right operand of equal precedence
 is always parenthesised: float addition is not associative).  The jinja2 template
 (``templates/c/experts.c.j2``) only places the names, literals and code computed here.
@@ -33,6 +34,7 @@ from typing import Any, Sequence
 
 from ..ir import Expr, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP, OPS
+from ..ir.printing import Printer, Spelling, call, infix, prefix
 from ..templating import render
 from .expert_source import ExpertSource, source_hash
 
@@ -42,37 +44,7 @@ class LoweringError(ValueError):
 
 
 # C operator precedence, higher binds tighter.
-_P_TERN, _P_OR, _P_AND, _P_EQ, _P_REL, _P_ADD, _P_MUL, _P_UNARY, _P_ATOM = 1, 2, 3, 4, 5, 6, 7, 8, 100
-
-#: How each IR operator is written: ("infix", symbol, prec) | ("prefix", symbol, prec) | ("call", function).
-SPELLING: dict[str, tuple] = {
-    "neg": ("prefix", "-", _P_UNARY),
-    "abs": ("call", "fabs"),
-    "log": ("call", "fecc_log"),
-    "sqrt": ("call", "fecc_sqrt"),
-    "exp": ("call", "fecc_exp"),
-    "sigmoid": ("call", "fecc_sigmoid"),
-    "tanh": ("call", "tanh"),
-    "square": ("call", "fecc_square"),
-    "cube": ("call", "fecc_cube"),
-    "sign": ("call", "fecc_sign"),
-    "isnan": ("call", "isnan"),
-    "not": ("prefix", "!", _P_UNARY),
-    "add": ("infix", "+", _P_ADD),
-    "sub": ("infix", "-", _P_ADD),
-    "mul": ("infix", "*", _P_MUL),
-    "div": ("call", "fecc_div"),
-    "min": ("call", "fecc_min"),
-    "max": ("call", "fecc_max"),
-    "lt": ("infix", "<", _P_REL),
-    "le": ("infix", "<=", _P_REL),
-    "gt": ("infix", ">", _P_REL),
-    "ge": ("infix", ">=", _P_REL),
-    "eq": ("infix", "==", _P_EQ),
-    "ne": ("infix", "!=", _P_EQ),
-    "and": ("infix", "&&", _P_AND),
-    "or": ("infix", "||", _P_OR),
-}
+_P_TERN, _P_OR, _P_AND, _P_EQ, _P_REL, _P_ADD, _P_MUL, _P_UNARY = 1, 2, 3, 4, 5, 6, 7, 8
 
 #: Helper functions of the emitted file: name → (parameters, C body, comment).  The
 #: comment is the op table's definition; the body is that definition, operation for
@@ -94,6 +66,38 @@ HELPERS: dict[str, tuple[str, str, str]] = {
     "fecc_max": ("double a, double b", "return (a > b || isnan(a)) ? a : b;",
                  OPS["max"].definition + " (numpy's np.maximum: b when a == b)"),
 }
+
+
+def _helper(name: str, arity: int) -> Spelling:
+    """A call of one of :data:`HELPERS`."""
+    return call(name, arity, uses=(name,))
+
+
+#: How each IR operator is written (the walk and the parentheses: :class:`fecc.ir.printing.Printer`).
+#: Equality and relational operators never chain; a negative operand of arithmetic or a
+#: comparison is parenthesised for the reader (``a - (-b)``, ``(-a) * b``); ``a && b || c``
+#: is legal C but gcc warns, so every logical operand that is not a comparison, a call or
+#: a negation gets parentheses.  Both branches of ``?:`` are pure, so evaluating only the
+#: chosen one gives numpy's value.
+SPELLING: dict[str, Spelling] = {
+    "neg": prefix("-", _P_UNARY),
+    "abs": call("fabs", 1),
+    **{op: _helper("fecc_" + op, 1) for op in ("log", "sqrt", "exp", "sigmoid", "square", "cube", "sign")},
+    "tanh": call("tanh", 1),
+    "isnan": call("isnan", 1),
+    "not": prefix("!", _P_UNARY),
+    "add": infix("+", _P_ADD, minus=(False, True)),
+    "sub": infix("-", _P_ADD, minus=(False, True)),
+    "mul": infix("*", _P_MUL, minus=(True, True)),
+    **{op: _helper("fecc_" + op, 2) for op in ("div", "min", "max")},
+    **{op: infix(sym, _P_REL, left=_P_REL + 1, minus=(False, True))
+       for op, sym in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="))},
+    **{op: infix(sym, _P_EQ, left=_P_EQ + 1, minus=(False, True)) for op, sym in (("eq", "=="), ("ne", "!="))},
+    "and": infix("&&", _P_AND, left=_P_EQ, right=_P_EQ),
+    "or": infix("||", _P_OR, left=_P_EQ, right=_P_EQ),
+    "where": Spelling("{0} ? {1} : {2}", _P_TERN, (_P_EQ, _P_TERN + 1, _P_TERN + 1)),
+}
+
 
 #: Names a feature's local variable must not take: C keywords, what the emitted code and
 #: <math.h>/<stdint.h> define (functions and macros), the names of the glue.
@@ -137,11 +141,7 @@ def identifiers(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class CBackend:
+class CBackend(Printer):
     """IR → C expression text.
 
     Parameters
@@ -149,81 +149,23 @@ class CBackend:
     locals_ : feature name → local variable name holding ``x[j]``.
     """
 
+    spellings = SPELLING
+    negative_prec = _P_UNARY
+    language = "the C backend"
+    error = LoweringError
+
     def __init__(self, locals_: dict[str, str]):
+        super().__init__()
         self.locals = locals_
-        self.helpers: set[str] = set()
 
-    def lower(self, node: Expr) -> tuple[str, int]:
-        """(code, precedence) of ``node``."""
-        method = getattr(self, "lower_" + _snake(type(node).__name__), None)
-        if method is None:
-            raise LoweringError(f"the C backend cannot lower IR node {type(node).__name__}")
-        return method(node)
-
-    def code(self, node: Expr) -> str:
-        return self.lower(node)[0]
-
-    def lower_feature(self, node) -> tuple[str, int]:
+    def feature(self, name: str) -> str:
         try:
-            return self.locals[node.name], _P_ATOM
+            return self.locals[name]
         except KeyError:
-            raise LoweringError(f"feature {node.name!r} is not a model feature") from None
+            raise LoweringError(f"feature {name!r} is not a model feature") from None
 
-    def lower_const(self, node) -> tuple[str, int]:
-        text = literal(node.value)
-        return text, (_P_UNARY if text.startswith("-") else _P_ATOM)
-
-    def lower_param(self, node) -> tuple[str, int]:
-        raise LoweringError(f"parameter @{node.name} is unbound: bind parameters before lowering")
-
-    def _operand(self, node: Expr, min_prec: int) -> str:
-        text, prec = self.lower(node)
-        return text if prec >= min_prec else f"({text})"
-
-    def _apply(self, op: str, children: Sequence[Expr]) -> tuple[str, int]:
-        if op not in SPELLING:
-            raise LoweringError(f"the C backend has no spelling for operator {op!r}")
-        spec = SPELLING[op]
-        if spec[0] == "call":
-            fn = spec[1]
-            if fn in HELPERS:
-                self.helpers.add(fn)
-            return f"{fn}({', '.join(self.code(c) for c in children)})", _P_ATOM
-        if spec[0] == "prefix":
-            _, sym, prec = spec
-            # an operand of equal precedence is parenthesised: "-(-x)", "!(!c)"
-            return f"{sym}{self._operand(children[0], prec + 1)}", prec
-        _, sym, prec = spec
-        if op in ("and", "or"):
-            # "a && b || c" is legal C but gcc warns; every logical operand that is not a
-            # comparison, a call or a negation gets parentheses
-            left = self._operand(children[0], _P_EQ)
-            right = self._operand(children[1], _P_EQ)
-            return f"{left} {sym} {right}", prec
-        # left operand: equal precedence keeps C's left-to-right order; right operand: always
-        # parenthesised at equal precedence (a + (b + c) is not (a + b) + c in floats); a
-        # negative operand of arithmetic is parenthesised for the reader ("a - (-b)")
-        lmin = prec if prec not in (_P_EQ, _P_REL) else prec + 1
-        left = self._operand(children[0], lmin)
-        right = self._operand(children[1], prec + 1)
-        if right.startswith("-"):
-            right = f"({right})"
-        if left.startswith("-") and prec == _P_MUL:
-            left = f"({left})"
-        return f"{left} {sym} {right}", prec
-
-    def lower_unary(self, node) -> tuple[str, int]:
-        return self._apply(node.op, node.children)
-
-    def lower_binary(self, node) -> tuple[str, int]:
-        return self._apply(node.op, node.children)
-
-    def lower_where(self, node) -> tuple[str, int]:
-        # both branches are pure, so evaluating only the chosen one gives numpy's value
-        cond = self._operand(node.cond, _P_EQ)
-        then = self._operand(node.then, _P_TERN + 1)
-        other = self._operand(node.otherwise, _P_TERN + 1)
-        return f"{cond} ? {then} : {other}", _P_TERN
+    def literal(self, value: float) -> str:
+        return literal(value)
 
 
 def _wrap(text: str, width: int = 92, indent: str = "") -> list[str]:

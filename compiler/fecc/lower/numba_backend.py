@@ -7,11 +7,12 @@ expression's postfix IR; helpers for the safe operators that copy the IR's op ta
 (``fecc.ir.ops``) exactly.  Every function is ``@njit(cache=True)``; without numba the
 same functions run as plain Python with the same results.
 
-How the code is produced (STYLE.md): :class:`NumbaBackend` is a visitor — a
-``lower_<node>`` method per IR node class, found by name; an unknown node raises
-:class:`LoweringError` naming it.  It turns an expression into a Python expression
-string with the fewest parentheses that keep the IR's evaluation order (a right operand
-of equal precedence is always parenthesised: float addition is not associative).  The
+How the code is produced (STYLE.md): :class:`NumbaBackend` is the IR's one printer
+(:class:`fecc.ir.printing.Printer`, a visitor with a ``lower_<node>`` method per IR node
+class; an unknown node raises :class:`LoweringError` naming it) with Python's spelling
+table, :data:`SPELLING`.  It turns an expression into a Python expression string with
+the fewest parentheses that keep the IR's evaluation order (a right operand of equal
+precedence is always parenthesised: float addition is not associative).  The
 jinja2 template (``templates/python/experts.py.j2``) only places the names, literals and
 code strings computed here; it never sees IR.
 
@@ -33,6 +34,7 @@ from typing import Sequence
 
 from ..ir import Expr, OPS, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
+from ..ir.printing import Printer, Spelling, call, infix, prefix
 from ..search.driver import EXPERT_SEMANTICS, function_names
 from ..search.experts import Expert
 from ..templating import render
@@ -43,40 +45,10 @@ class LoweringError(ValueError):
 
 
 # Python operator precedence, higher binds tighter.
-_P_WHERE, _P_OR, _P_AND, _P_NOT, _P_CMP, _P_ADD, _P_MUL, _P_NEG, _P_ATOM = 0, 1, 2, 3, 4, 9, 10, 11, 100
+_P_WHERE, _P_OR, _P_AND, _P_NOT, _P_CMP, _P_ADD, _P_MUL, _P_NEG = 0, 1, 2, 3, 4, 9, 10, 11
 
 #: exp(x) overflows float64 above this; plain Python raises there, so the helper returns inf.
 EXP_OVERFLOW = 709.782712893384
-
-#: How each IR operator is written: ("infix", symbol, prec) | ("prefix", symbol, prec) | ("call", function).
-SPELLING: dict[str, tuple] = {
-    "neg": ("prefix", "-", _P_NEG),
-    "abs": ("call", "abs"),
-    "log": ("call", "_log"),
-    "sqrt": ("call", "_sqrt"),
-    "exp": ("call", "_exp"),
-    "sigmoid": ("call", "_sigmoid"),
-    "tanh": ("call", "math.tanh"),
-    "square": ("call", "_square"),
-    "cube": ("call", "_cube"),
-    "sign": ("call", "_sign"),
-    "isnan": ("call", "math.isnan"),
-    "not": ("prefix", "not ", _P_NOT),
-    "add": ("infix", "+", _P_ADD),
-    "sub": ("infix", "-", _P_ADD),
-    "mul": ("infix", "*", _P_MUL),
-    "div": ("call", "_div"),
-    "min": ("call", "_min"),
-    "max": ("call", "_max"),
-    "lt": ("infix", "<", _P_CMP),
-    "le": ("infix", "<=", _P_CMP),
-    "gt": ("infix", ">", _P_CMP),
-    "ge": ("infix", ">=", _P_CMP),
-    "eq": ("infix", "==", _P_CMP),
-    "ne": ("infix", "!=", _P_CMP),
-    "and": ("infix", "and", _P_AND),
-    "or": ("infix", "or", _P_OR),
-}
 
 #: Helper functions of the emitted module: name → (body lines, docstring, helpers it calls).
 HELPERS: dict[str, tuple[list[str], str, tuple[str, ...]]] = {
@@ -99,11 +71,33 @@ HELPERS: dict[str, tuple[list[str], str, tuple[str, ...]]] = {
 }
 _HELPER_ARGS = {"_div": "a, b", "_min": "a, b", "_max": "a, b"}
 
+
+def _helper(name: str, arity: int) -> Spelling:
+    """A call of one of :data:`HELPERS`, which also uses the helpers that one calls."""
+    return call(name, arity, uses=(name, *HELPERS[name][2]))
+
+
+#: How each IR operator is written (the walk and the parentheses: :class:`fecc.ir.printing.Printer`).
+#: Comparisons never chain (their operands are numbers, their result a bool).
+SPELLING: dict[str, Spelling] = {
+    "neg": prefix("-", _P_NEG),
+    "abs": call("abs", 1),
+    **{op: _helper("_" + op, 1) for op in ("log", "sqrt", "exp", "sigmoid", "square", "cube", "sign")},
+    "tanh": call("math.tanh", 1),
+    "isnan": call("math.isnan", 1),
+    "not": prefix("not ", _P_NOT),
+    "add": infix("+", _P_ADD),
+    "sub": infix("-", _P_ADD),
+    "mul": infix("*", _P_MUL),
+    **{op: _helper("_" + op, 2) for op in ("div", "min", "max")},
+    **{op: infix(sym, _P_CMP, left=_P_CMP + 1)
+       for op, sym in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="), ("ne", "!="))},
+    "and": infix("and", _P_AND),
+    "or": infix("or", _P_OR),
+    "where": Spelling("{1} if {0} else {2}", _P_WHERE, (_P_OR, _P_OR, _P_WHERE + 1)),
+}
+
 _RESERVED = {"x", "X", "base", "out", "math", "np", "i", "n", "g", "njit", "abs"}
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def literal(value: float) -> str:
@@ -132,7 +126,7 @@ def identifiers(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-class NumbaBackend:
+class NumbaBackend(Printer):
     """IR → Python expression text, for the numba module.
 
     Parameters
@@ -140,70 +134,23 @@ class NumbaBackend:
     locals_ : feature name → local variable name holding ``x[j]``.
     """
 
+    spellings = SPELLING
+    negative_prec = _P_NEG
+    language = "the numba backend"
+    error = LoweringError
+
     def __init__(self, locals_: dict[str, str]):
+        super().__init__()
         self.locals = locals_
-        self.helpers: set[str] = set()
 
-    def lower(self, node: Expr) -> tuple[str, int]:
-        """(code, precedence) of ``node``."""
-        method = getattr(self, "lower_" + _snake(type(node).__name__), None)
-        if method is None:
-            raise LoweringError(f"the numba backend cannot lower IR node {type(node).__name__}")
-        return method(node)
-
-    def code(self, node: Expr) -> str:
-        return self.lower(node)[0]
-
-    def lower_feature(self, node) -> tuple[str, int]:
+    def feature(self, name: str) -> str:
         try:
-            return self.locals[node.name], _P_ATOM
+            return self.locals[name]
         except KeyError:
-            raise LoweringError(f"feature {node.name!r} is not a model feature") from None
+            raise LoweringError(f"feature {name!r} is not a model feature") from None
 
-    def lower_const(self, node) -> tuple[str, int]:
-        text = literal(node.value)
-        return text, (_P_NEG if text.startswith("-") else _P_ATOM)
-
-    def lower_param(self, node) -> tuple[str, int]:
-        raise LoweringError(f"parameter @{node.name} is unbound: bind parameters before lowering")
-
-    def _operand(self, node: Expr, min_prec: int) -> str:
-        text, prec = self.lower(node)
-        return text if prec >= min_prec else f"({text})"
-
-    def _apply(self, op: str, children: Sequence[Expr]) -> tuple[str, int]:
-        if op not in SPELLING:
-            raise LoweringError(f"the numba backend has no spelling for operator {op!r}")
-        spec = SPELLING[op]
-        if spec[0] == "call":
-            fn = spec[1]
-            if fn in HELPERS:
-                self.helpers.add(fn)
-                self.helpers.update(HELPERS[fn][2])
-            return f"{fn}({', '.join(self.code(c) for c in children)})", _P_ATOM
-        if spec[0] == "prefix":
-            _, sym, prec = spec
-            # an operand of equal precedence is parenthesised too: "-(-x)" reads better than "--x"
-            return f"{sym}{self._operand(children[0], prec + 1)}", prec
-        _, sym, prec = spec
-        # left operand: equal precedence keeps Python's left-to-right order; right operand:
-        # always parenthesised at equal precedence (a + (b + c) is not (a + b) + c in floats);
-        # comparisons never nest (their operands are numbers, their result a bool)
-        left = self._operand(children[0], prec if prec != _P_CMP else prec + 1)
-        right = self._operand(children[1], prec + 1)
-        return f"{left} {sym} {right}", prec
-
-    def lower_unary(self, node) -> tuple[str, int]:
-        return self._apply(node.op, node.children)
-
-    def lower_binary(self, node) -> tuple[str, int]:
-        return self._apply(node.op, node.children)
-
-    def lower_where(self, node) -> tuple[str, int]:
-        cond = self._operand(node.cond, _P_OR)
-        then = self._operand(node.then, _P_OR)
-        other = self._operand(node.otherwise, _P_WHERE + 1)
-        return f"{then} if {cond} else {other}", _P_WHERE
+    def literal(self, value: float) -> str:
+        return literal(value)
 
 
 @dataclass(frozen=True)

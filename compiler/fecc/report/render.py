@@ -119,7 +119,7 @@ def expert_sources(bundle_dir: Path | None, manifest: dict) -> dict[str, str]:
 
 def _python_form(entry: dict) -> str | None:
     from ..ir import IRSyntaxError, IRTypeError, parse_postfix
-    from ..llm.pyparse import function_source
+    from ..llm.python_print import function_source
 
     post = _d(entry.get("correction")).get("postfix")
     if not isinstance(post, str):
