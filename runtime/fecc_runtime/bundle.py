@@ -29,7 +29,6 @@ Which code computes it (the ``engine`` of :func:`load`; default: what the manife
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import operator
@@ -39,17 +38,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import BundleError
-
-FORMAT = "fecc-bundle"
-FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# the format contract (re-exported: callers know these names from this module)
+from .format import FORMAT, FORMAT_VERSION, category_code, category_lookup, sha256_file  # noqa: F401
 
 
 def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
@@ -398,32 +388,6 @@ class Bundle:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def category_lookup(categories) -> dict:
-    """Category value -> code for one feature: each stored value, then its string form.
-
-    The string form lets a CSV's ``1`` find a model's stored ``"1"``; an exact value
-    always wins.  The compiler (``fecc.frontend.table``) codes training data with this
-    same rule, so what the search saw is what the bundle serves.
-    """
-    lookup = {c: i for i, c in enumerate(categories)}
-    for i, c in enumerate(categories):
-        lookup.setdefault(str(c), i)
-    return lookup
-
-
-def category_code(lookup: dict, value, name: str = "?") -> float:
-    """The code of ``value`` (float), NaN when missing (None/NaN) or never seen in training."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return math.nan
-    try:
-        code = lookup.get(value)
-        if code is None:
-            code = lookup.get(str(value))
-    except TypeError:  # unhashable: a list, a dict ...
-        raise BundleError(f"feature {name!r} takes a category value, got {type(value).__name__}") from None
-    return math.nan if code is None else float(code)
 
 
 #: What reading a malformed manifest raises (a key missing, a value of the wrong type, a zero count ...)

@@ -5,18 +5,9 @@ bundle) whose functions are numba ``@njit(cache=True)``; without numba the very 
 functions run as plain Python and give the same numbers.  This file imports only numpy,
 the standard library and (optionally) numba — never anything from the compiler.
 
-Expert semantics (margin space), for expert ``k`` with region predicate ``R_k`` and
-correction ``g_k``::
-
-    f_k(x) = base(x) + g_k(x)   if R_k(x)      (g_k NaN or ±inf on a row → 0: the legacy margin)
-    f_k(x) = NaN                otherwise       (XGBoost reads NaN as missing)
-
-The aggregator's input is ``concat([x, features(x, base)])`` with
-``features = [base, φ_1, …, φ_K]`` and ``φ_k = [f_k, f_k − base, div(f_k, base)]``, where
-``div(a, b) = a / (b + 1e-9)`` if ``b >= 0`` else ``a / (b − 1e-9)`` — the IR's safe
-division, so the ratio is finite wherever ``f_k`` is.  Outside its region all three
-columns of an expert are NaN.  :func:`interaction_features` is the one definition of
-this layout: the compiler builds the aggregator's training matrix with it too.
+What an expert means and the interaction-feature layout the aggregator reads are part
+of the bundle format: :mod:`fecc_runtime.format` defines them (``interaction_features``,
+``expert_offset``, ``safe_div`` …, re-exported here under their old names).
 """
 from __future__ import annotations
 
@@ -30,67 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-#: Safe-division epsilon; equal to ``fecc.ir.ops.DIV_EPS`` (a compiler test checks it).
-DIV_EPS = 1e-9
-#: Column suffixes of one expert's interaction vector φ_k.
-PHI_SUFFIXES = ("", "_delta", "_ratio")
+from .format import (  # noqa: F401 - re-exported: the format's expert layout, under the names callers know
+    DIV_EPS, PHI_SUFFIXES, expert_offset, interaction_features, phi_names as feature_names, safe_div,
+)
 
 
 class ExpertLoadError(RuntimeError):
     """The experts module is missing, does not match the manifest, or fails to import."""
-
-
-def safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The IR's ``div``: ``a / (b + eps)`` where ``b >= 0`` (``-0.0`` included), else ``a / (b − eps)``."""
-    with np.errstate(all="ignore"):
-        return a / np.where(b >= 0, b + DIV_EPS, b - DIV_EPS)
-
-
-def interaction_features(base: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``[base, f_1, f_1 − base, div(f_1, base), …]`` from ``values[:, k] = f_k`` (NaN outside regions).
-
-    Parameters
-    ----------
-    base : (n,) legacy margin.
-    values : (n, K) expert outputs in margin space.
-
-    Returns
-    -------
-    (n, 1 + 3K) float64 array.
-    """
-    base = np.asarray(base, dtype=np.float64).reshape(-1)
-    values = np.asarray(values, dtype=np.float64).reshape(base.shape[0], -1)
-    n, k = values.shape
-    out = np.empty((n, 1 + 3 * k), dtype=np.float64)
-    out[:, 0] = base
-    with np.errstate(all="ignore"):
-        for j in range(k):
-            f = values[:, j]
-            out[:, 1 + 3 * j] = f
-            out[:, 2 + 3 * j] = f - base
-            out[:, 3 + 3 * j] = safe_div(f, base)
-    return out
-
-
-def feature_names(expert_names: Sequence[str]) -> list[str]:
-    """Column names of :func:`interaction_features`: ``base_margin``, ``expert_1``, ``expert_1_delta``, …"""
-    return ["base_margin"] + [f"{name}{s}" for name in expert_names for s in PHI_SUFFIXES]
-
-
-def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
-    """Sum of the experts' corrections ``Σ_k (f_k − base)`` over the experts whose region holds the row.
-
-    This is the aggregator's extra base margin when the manifest says
-    ``"base_margin": "legacy+experts"``: final margin = base + offset + trees.  The sum
-    runs in expert order from 0.0 (not numpy's pairwise ``sum``), so every backend
-    (numba, C, ONNX) can add the same numbers in the same order and get the same bits.
-    """
-    deltas = np.asarray(features, dtype=np.float64)[:, 2::3][:, :n_experts]
-    out = np.zeros(deltas.shape[0], dtype=np.float64)
-    for k in range(deltas.shape[1]):
-        d = deltas[:, k]
-        out += np.where(np.isnan(d), 0.0, d)
-    return out
 
 
 def _cache_root() -> Path:

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..outputs import check_output_parent
 
 # the runtime owns the format: what it verifies is what the compiler writes
-from fecc_runtime.bundle import FORMAT, FORMAT_VERSION, sha256_file
+from fecc_runtime.format import FORMAT, FORMAT_VERSION, sha256_file
 
 
 def dumps_manifest(manifest: dict) -> str:

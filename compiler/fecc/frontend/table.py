@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from fecc_runtime.bundle import category_code, category_lookup
+from fecc_runtime.format import category_code, category_lookup
 from fecc_runtime.errors import BundleError
 
 from ..errors import UserError

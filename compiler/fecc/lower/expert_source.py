@@ -10,9 +10,25 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from ..ir import Expr, parse_postfix, to_math, to_postfix
+
+
+class ExpertRecord(Protocol):
+    """What the numba module is emitted from: an expert with its search record.
+
+    The search's ``fecc.search.Expert`` has these attributes; ``lower/`` names the
+    shape it reads instead of importing the search (imports run one way).
+    """
+
+    name: str
+    region: Expr
+    correction: Expr
+    region_rule: str
+    params: Mapping[str, float]
+    metrics: Mapping[str, Any]
+    iterations: int
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+# the bundle format owns the emitted functions' names and what an expert means
+from fecc_runtime.format import EXPERT_SEMANTICS, function_names
+
 from ..ir import Expr, OPS, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
 from ..ir.printing import Printer, Spelling, call, infix, prefix
-from ..search.driver import EXPERT_SEMANTICS, function_names
-from ..search.experts import Expert
 from ..templating import render
+from .expert_source import ExpertRecord
 
 
 class LoweringError(ValueError):
@@ -166,7 +168,7 @@ class LoweredModule:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def source_hash(experts: Sequence[Expert], feature_names: Sequence[str]) -> str:
+def source_hash(experts: Sequence[ExpertRecord], feature_names: Sequence[str]) -> str:
     """sha256 of what the module is generated from (feature order, names, postfix IR)."""
     payload = {"features": list(feature_names),
                "experts": [{"name": e.name, "region": to_postfix(e.region), "correction": to_postfix(e.correction)}
@@ -196,7 +198,7 @@ def _code_lines(code: str, width: int = 88) -> list[str]:
     return ["("] + ["    " + line for line in out] + [")"]
 
 
-def _metric_line(e: Expert) -> str:
+def _metric_line(e: ExpertRecord) -> str:
     v = e.metrics.get("valid", {})
     if "score" not in v:
         return "not measured"
@@ -205,13 +207,13 @@ def _metric_line(e: Expert) -> str:
             f"loss reduction on the region's valid rows: z = {v.get('z')}")
 
 
-def _params_line(e: Expert) -> str:
+def _params_line(e: ExpertRecord) -> str:
     if not e.params:
         return "none"
     return ", ".join(f"{k} = {literal(v)}" for k, v in e.params.items())
 
 
-def emit_module(experts: Sequence[Expert], feature_names: Sequence[str]) -> LoweredModule:
+def emit_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str]) -> LoweredModule:
     """The Python module text for ``experts`` (names ``expert_1`` …) over ``feature_names``."""
     feature_names = [str(f) for f in feature_names]
     index = {n: j for j, n in enumerate(feature_names)}
@@ -262,7 +264,7 @@ def emit_module(experts: Sequence[Expert], feature_names: Sequence[str]) -> Lowe
     return LoweredModule(text=text, source_hash=digest, helpers=tuple(h["name"] for h in helpers))
 
 
-def write_module(experts: Sequence[Expert], feature_names: Sequence[str], out_dir: Path,
+def write_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str], out_dir: Path,
                  *, filename: str = "experts.py") -> dict:
     """Write the module into ``out_dir``; returns the manifest entry ``{"path", "sha256", "source_hash", ...}``."""
     mod = emit_module(experts, feature_names)

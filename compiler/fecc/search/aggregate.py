@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from fecc_runtime.experts import expert_offset, feature_names as phi_names
+from fecc_runtime.format import expert_offset, phi_names
 
 from . import metrics
 from .crossfit import Folds

@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from fecc_runtime.experts import interaction_features
+# the bundle format's expert contract (names, semantics, the aggregator's input layout);
+# EXPERT_SEMANTICS and function_names are re-exported for fecc.search's callers
+from fecc_runtime.format import EXPERT_SEMANTICS, function_names, interaction_features  # noqa: F401
 
 from ..ir import to_math, to_postfix
 from ..llm.base import Proposer
@@ -36,16 +38,6 @@ from .experts import Chain, ChainOutcome, Expert, Rows
 from .gate import GateResult, decide
 from .options import SearchOptions
 from .regions import Region, find_regions
-
-#: What an expert means, written into the manifest next to each expert.
-EXPERT_SEMANTICS = ("margin space: f(x) = base_margin(x) + correction(x) if region(x) else NaN; "
-                    "a correction that is NaN or +-inf on a row counts as 0")
-
-
-def function_names(expert_name: str) -> dict[str, str]:
-    """Names of the emitted module's functions for one expert (the manifest lists them)."""
-    return {"function": expert_name, "batch_function": f"{expert_name}_batch",
-            "region_function": f"{expert_name}_region", "correction_function": f"{expert_name}_correction"}
 
 
 @dataclass
