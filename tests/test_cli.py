@@ -65,3 +65,36 @@ def test_real_process_exit_code_and_stderr(files, tmp_path):
     assert proc.stderr.strip().splitlines() == [f"fecc: error: model file not found: {files / 'missing.json'}"] or \
         proc.stderr.strip().startswith("fecc: error:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "bogus_option=3"], "unknown search option(s): bogus_option"),
+    (["--search", "none", "--set", "n_folds=abc"], "search option n_folds must be a number, got 'abc'"),
+    (["--llm", "nosuch:thing"], "unknown --llm spec 'nosuch:thing'"),
+    (["--record", "r.jsonl"], "--record needs an LLM backend"),
+])
+def test_bad_options_are_refused_before_any_work(files, tmp_path, monkeypatch, args, fragment):
+    """Options are one validated object: a bad one is one line before the data is read or gcc runs."""
+    import fecc.driver
+    import fecc.lower
+
+    def never(*a, **k):
+        raise AssertionError("an expensive step ran before the options were checked")
+
+    monkeypatch.setattr(fecc.lower, "lower_trees", never)
+    monkeypatch.setattr(fecc.driver, "read_inputs", never)
+    code, out, err = run("compile", files / "model.json", files / "data.parquet", "-o", tmp_path / "o", *args)
+    assert code == 2, (out, err)
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("fecc: error: ") and fragment in line, line
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_library_entry_points_are_the_clis():
+    """``fecc.compile``/``score``/``inspect``/``audit`` are what the commands call; ``import fecc`` stays light."""
+    code = ("import sys, fecc; assert 'fecc.driver' not in sys.modules and 'xgboost' not in sys.modules; "
+            "from fecc.driver import compile_bundle; from fecc.scoring import score; "
+            "from fecc.inspection import inspect; from fecc.report import audit; "
+            "assert (fecc.compile, fecc.score, fecc.inspect, fecc.audit) == (compile_bundle, score, inspect, audit)")
+    subprocess.run([sys.executable, "-c", code], check=True)

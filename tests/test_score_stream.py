@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 import fecc_runtime
 from fecc.cli import main
-from fecc.driver import CompileOptions, compile_bundle, score
+from fecc.driver import CompileOptions, compile_bundle
+from fecc.scoring import score
 from fecc.errors import UserError
 from fecc.progress import Reporter
 from _models import make_table, train_xgb

@@ -1,4 +1,6 @@
-"""``fecc`` command line: parses arguments and calls the library (see :mod:`fecc.driver`).
+"""``fecc`` command line: parses arguments and calls the library (:func:`fecc.compile`,
+:func:`fecc.score`, :func:`fecc.inspect`, :func:`fecc.audit`); choices come from
+:mod:`fecc.options`.
 
 A user mistake prints one line, ``fecc: error: ...``, on stderr and exits with 2.
 """
@@ -11,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import CompileError, UserError
+from .options import CATEGORY_MODES, EMITS, SEARCHES, TREE_TARGETS
 
 
 def _progress(quiet: bool):
@@ -62,7 +65,7 @@ def main():
 @click.option("-o", "--out", required=True, type=click.Path(), help="Bundle directory to write.")
 @click.option("--target", default=None, help="Target column (default: target/label/y/class, or the one non-feature column).")
 @click.option("--feature-names", default=None, help="Comma-separated table columns for the model's features, in model order.")
-@click.option("--search", type=click.Choice(["nsr", "none"]), default="nsr", show_default=True,
+@click.option("--search", type=click.Choice(SEARCHES), default="nsr", show_default=True,
               help="nsr: search experts that repair hard regions (seed 004); none: compile the legacy model only.")
 @click.option("--llm", default="none", show_default=True,
               help="Proposer: none (built-in grammar), auto (local LLM if installed, else none), local[:smollm2|qwen0.5b|"
@@ -79,12 +82,12 @@ def main():
 @click.option("--iterations", default=None, type=int, help="Successful iterations per expert chain.")
 @click.option("--time-budget", default=None, type=float, help="Wall-clock budget of the search, seconds.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
-@click.option("--trees", type=click.Choice(["c", "onnx"]), default="c", show_default=True,
-              help="Tree target: c (compiled C, gcc) or onnx (ai.onnx.ml TreeEnsemble graph, served by onnxruntime).")
-@click.option("--emit", type=click.Choice(["native", "onnx"]), default="native", show_default=True,
+@click.option("--trees", type=click.Choice(list(TREE_TARGETS)), default="c", show_default=True,
+              help="Tree target: " + " or ".join(f"{t.name} ({t.help})" for t in TREE_TARGETS.values()) + ".")
+@click.option("--emit", type=click.Choice(EMITS), default="native", show_default=True,
               help="native: compiled C (trees, and experts with the aggregator in one library); onnx: also "
                    "model.onnx, the whole ensemble and its link as one graph onnxruntime scores alone.")
-@click.option("--categories", type=click.Choice(["values", "codes"]), default="values", show_default=True,
+@click.option("--categories", type=click.Choice(CATEGORY_MODES), default="values", show_default=True,
               help="Categorical columns hold the category values (matched to the model's stored categories) "
                    "or the integer codes the model was trained on.")
 @click.option("--sign-key", default=None, type=click.Path(dir_okay=False),
@@ -96,7 +99,7 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
                 llm_max_seconds, llm_temperature, seed, regions, iterations,
                 time_budget, settings, trees, emit, categories, sign_key, force, quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
-    from .driver import CompileOptions, compile_bundle
+    import fecc
 
     def go():
         extra = _parse_set(settings)
@@ -104,12 +107,12 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
             if value is not None:
                 extra[key] = value
         names = tuple(n.strip() for n in feature_names.split(",")) if feature_names else None
-        opts = CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
-                              seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
-                              llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
-                              llm_temperature=llm_temperature, trees=trees, categories=categories,
-                              sign_key=sign_key, emit=emit)
-        summary = compile_bundle(model, data, out, opts, progress=_progress(quiet))
+        opts = fecc.CompileOptions(target=target, feature_names=names, search=search, llm=llm, record=record,
+                                   seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
+                                   llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
+                                   llm_temperature=llm_temperature, trees=trees, categories=categories,
+                                   sign_key=sign_key, emit=emit)
+        summary = fecc.compile(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 
     _run(go)
@@ -121,7 +124,7 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
 @click.option("-o", "--out", required=True, type=click.Path(), help="Scores file (.parquet or .csv), written atomically.")
 @click.option("--keep", multiple=True, help="Copy this input column into the output (repeatable), e.g. an id.")
 @click.option("--margin", is_flag=True, help="Write raw margins instead of probabilities/values.")
-@click.option("--categories", type=click.Choice(["values", "codes"]), default="values", show_default=True,
+@click.option("--categories", type=click.Choice(CATEGORY_MODES), default="values", show_default=True,
               help="Categorical columns hold the category values or the integer codes the model was trained on.")
 @click.option("--trusted-key", "trusted_keys", multiple=True, type=click.Path(dir_okay=False),
               help="Ed25519 public key (PEM) whose signature the bundle must carry (repeatable: any one of them).")
@@ -132,10 +135,10 @@ def score_cmd(bundle, data, out, keep, margin, categories, trusted_keys, quiet):
     Streams DATA (parquet row groups, CSV chunks) with bounded memory; a progress bar
     on a terminal.
     """
-    from .driver import score
+    import fecc
 
-    _run(lambda: score(bundle, data, out, keep=tuple(keep), output="margin" if margin else "prediction",
-                       categories=categories, trusted_keys=tuple(trusted_keys) or None, progress=_progress(quiet)))
+    _run(lambda: fecc.score(bundle, data, out, keep=tuple(keep), output="margin" if margin else "prediction",
+                            categories=categories, trusted_keys=tuple(trusted_keys) or None, progress=_progress(quiet)))
 
 
 @main.command("inspect")
@@ -144,33 +147,9 @@ def score_cmd(bundle, data, out, keep, margin, categories, trusted_keys, quiet):
               help="Ed25519 public key (PEM) whose signature the bundle must carry (repeatable).")
 def inspect_cmd(bundle, trusted_keys):
     """Verify BUNDLE and print what it contains (task, features, gate decision, experts)."""
-    import fecc_runtime
+    import fecc
 
-    def go():
-        try:
-            b = fecc_runtime.load(bundle, trusted_keys=list(trusted_keys) or None)
-        except fecc_runtime.BundleError as exc:
-            raise UserError(str(exc)) from None
-        m = b.manifest
-        click.echo(f"{b!r}")
-        click.echo(f"  signed:    {_signature_line(b)}")
-        click.echo(f"  objective: {m['task']['objective']} (link {m['task']['link']})")
-        click.echo(f"  legacy:    {m['inputs']['model']['file']} sha256 {m['inputs']['model']['sha256'][:16]}…")
-        click.echo(f"  gate:      {m['gate']['decision']} — {m['gate'].get('reason', '')}")
-        search = m.get("search") or {}
-        if search.get("proposer"):
-            p = search["proposer"]
-            used = p.get("usage") or {}
-            counts = (f" ({used['calls']} LLM calls, {used.get('accepted', 0)}/{used.get('proposals', 0)} "
-                      "proposals usable)") if "calls" in used else ""
-            click.echo(f"  proposer:  {p['name']}{counts}")
-        for e in m.get("experts", []):
-            region = (e.get("region") or {}).get("rule", "?")
-            correction = (e.get("correction") or {}).get("math", "")
-            click.echo(f"  {e['name']}: if {region}: margin += {correction}")
-        click.echo(f"  verified:  {len(m['files'])} files, {m['parity']['rows']} parity rows")
-
-    _run(go)
+    _run(lambda: click.echo(fecc.inspect(bundle, trusted_keys=tuple(trusted_keys) or None)))
 
 
 @main.command("audit")
@@ -180,10 +159,10 @@ def inspect_cmd(bundle, trusted_keys):
 @click.option("--no-verify", is_flag=True, help="Do not check the files' sha256 against the manifest first.")
 def audit_cmd(bundle, out, no_verify):
     """Print what BUNDLE does (legacy model, regions, experts, gate, metrics); -o writes the full report."""
-    from .report import audit
+    import fecc
 
     def go():
-        result = audit(bundle, out, verify=not no_verify)
+        result = fecc.audit(bundle, out, verify=not no_verify)
         click.echo(result.text, nl=False)
         if result.written is not None:
             click.echo(f"report written to {result.written}")
@@ -220,21 +199,6 @@ def serve_cmd(bundle, host, port, workers, name, max_body_mb, shutdown_timeout, 
             raise UserError(str(exc)) from None
 
     _run(go)
-
-
-def _signature_line(bundle) -> str:
-    from fecc_runtime.errors import BundleSignatureError
-    from fecc_runtime.signing import read_signature
-
-    if bundle.signed_by:
-        return f"key {bundle.signed_by[:23]}… (verified against --trusted-key)"
-    try:
-        sig = read_signature(bundle.path)
-    except BundleSignatureError as exc:
-        return f"unreadable manifest.sig ({exc})"
-    if sig is None:
-        return "no"
-    return f"key {sig['key'][:23]}… (not checked: pass --trusted-key to require it)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,6 +97,24 @@ def resolve_spec(spec: str | None) -> str:
     return spec
 
 
+def check_spec(spec: str | None, *, record: Path | str | None = None) -> None:
+    """Refuse a malformed spec before any work: an unknown scheme, ``--record`` with no backend
+    to record, or recording a replay.  Whether the backend's weights or endpoint are there is
+    checked when :func:`make_proposer` builds it."""
+    spec = (spec or DEFAULT_SPEC).strip()
+    if spec == "auto":
+        return  # resolved when the proposer is built (it depends on what is installed)
+    if spec == "none":
+        if record is not None:
+            raise UserError("--record needs an LLM backend; --llm none has no answers to record")
+        return
+    if spec.partition(":")[0] not in BACKENDS:
+        known = ", ".join(["auto", "none", *(f"{k}:..." for k in BACKENDS)])
+        raise UserError(f"unknown --llm spec {spec!r}; use one of: {known}")
+    if spec.startswith("replay:") and record is not None:
+        raise UserError("--record with --llm replay:... would record the recording; drop one of them")
+
+
 def make_backend(spec: str, *, backend_options: dict | None = None) -> Backend:
     """The backend for an LLM spec (not ``none``/``auto``)."""
     scheme, _, arg = spec.partition(":")

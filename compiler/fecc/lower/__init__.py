@@ -1,7 +1,7 @@
 """Lowering: turn what the compiler chose into code the runtime loads."""
 from fecc.lower.trees import lower_trees
 
-__all__ = ["lower_trees", "lower_onnx", "tree_lowering"]
+__all__ = ["lower_trees", "lower_onnx"]  # the --trees registry: fecc.options.TREE_TARGETS
 
 
 def lower_onnx(*args, **kwargs):
@@ -10,7 +10,3 @@ def lower_onnx(*args, **kwargs):
 
     return lower(*args, **kwargs)
 
-
-def tree_lowering(target: str):
-    """The tree lowering for a ``--trees`` target: ``"c"`` -> :func:`lower_trees`, ``"onnx"`` -> :func:`lower_onnx`."""
-    return {"c": lower_trees, "onnx": lower_onnx}[target]
