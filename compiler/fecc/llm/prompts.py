@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import jinja2
 
+from ..templating import environment
 from .base import ProposalContext
 from .python_print import function_source
 
@@ -35,28 +34,9 @@ _FUNCTION_HELP = ("log(v) = log(1 + |v|), sqrt(v) = sqrt(|v|), exp(v) (argument 
                   "tanh(v), sigmoid(v), sign(v), square(v), cube(v), min(a, b), max(a, b), isnan(v)")
 
 
-def _template_dir() -> Path:
-    """``templates/prompts``: from the installed ``fecc.templates`` package, else the source tree."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("fecc.templates"))) / "prompts"
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[3] / "templates" / "prompts"
-
-
-@lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(_template_dir())),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=False,
-        trim_blocks=False,
-    )
+def _template(name: str) -> jinja2.Template:
+    """``templates/prompts/<name>`` from the one environment (:func:`fecc.templating.environment`)."""
+    return environment().get_template(f"prompts/{name}")
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -87,13 +67,13 @@ def example_index(ctx: ProposalContext, attempt: int = 0) -> int:
 
 def render_example(index: int) -> str:
     """The ``index``-th in-context example answer."""
-    module = _env().get_template("examples.j2").make_module()
+    module = _template("examples.j2").make_module()
     return str(module.example(index % N_EXAMPLES)).strip()
 
 
 def render_example_current(index: int) -> str:
     """The body of the current function the ``index``-th example edits."""
-    module = _env().get_template("examples.j2").make_module()
+    module = _template("examples.j2").make_module()
     return "    " + str(module.current(index % N_EXAMPLES)).strip()
 
 
@@ -118,7 +98,6 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0, example: bool = T
 
     ``example=False`` leaves out the in-context example (the grammar already fixes the format).
     """
-    env = _env()
     columns, table = _instance_table(ctx)
     binary = "logistic" in ctx.objective or "binary" in ctx.objective
     values = dict(
@@ -145,14 +124,14 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0, example: bool = T
         example_current=render_example_current(example_index(ctx, attempt)),
     )
     return [
-        {"role": "system", "content": env.get_template("system.j2").render(**values).strip()},
-        {"role": "user", "content": _squeeze(env.get_template("propose.j2").render(**values))},
+        {"role": "system", "content": _template("system.j2").render(**values).strip()},
+        {"role": "user", "content": _squeeze(_template("propose.j2").render(**values))},
     ]
 
 
 def render_correction(ctx: ProposalContext, reason: str) -> dict:
     """The user message that feeds a rejected answer's reason back to the model."""
-    text = _env().get_template("correction.j2").render(reason=reason, feature_names=", ".join(ctx.features))
+    text = _template("correction.j2").render(reason=reason, feature_names=", ".join(ctx.features))
     return {"role": "user", "content": text.strip()}
 
 

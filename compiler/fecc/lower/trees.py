@@ -38,7 +38,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import hashlib
-import importlib.resources
 import io
 import json
 import os
@@ -586,16 +585,12 @@ def _render_engine(name: str, forest: dict[str, Any], model_sha256: str, shape: 
     if/else entry points, its public functions renamed with that prefix (for the
     ensemble library, :mod:`fecc.lower.ensemble`, which is named ``library``).
     """
-    import jinja2
+    from ..templating import environment
 
-    tpl_dir = _template_dir()
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda n: (tpl_dir / n).read_text()),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-    )
+    env = environment()
     is_f32 = forest["leaf_type"] == "float32"
     step = _STEP[forest["cmp"]]
-    return env.get_template("engine.c.j2").render(
+    return env.get_template("c/engine.c.j2").render(
         name=name,
         model_sha256=model_sha256,
         num_feature=forest["num_feature"],
@@ -744,19 +739,6 @@ def _has_shallow_pass(forest: dict[str, Any], block_rows: int) -> bool:
     see benchmarks/README.md."""
     return (not forest["has_categorical"] and _can_fold_nan(forest, block_rows)
             and bool((forest["arrays"]["tree_depth"] <= SHALLOW_DEPTH).any()))
-
-
-def _template_dir() -> Any:
-    """``fecc.templates/c``; in a source checkout whose editable install does not map
-    ``fecc.templates`` (setuptools' package discovery under ``compiler/`` misses it),
-    the repository's ``templates/c``."""
-    try:
-        return importlib.resources.files("fecc.templates") / "c"
-    except ModuleNotFoundError:
-        here = Path(__file__).resolve().parents[3] / "templates" / "c"
-        if here.is_dir():
-            return here
-        raise
 
 
 def _gcc(build: Path, sources: list[str], output: str, cflags: tuple[str, ...] = CFLAGS) -> str:
