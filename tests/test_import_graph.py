@@ -21,11 +21,13 @@ COMPILER = ROOT / "compiler" / "fecc"
 RUNTIME = ROOT / "runtime" / "fecc_runtime"
 
 #: What each layer may import from fecc / fecc_runtime (a name, or a package with its submodules).
+#: ``fecc.errors``, ``fecc.native`` (quieting treelite/tl2cgen) and ``fecc.templating`` are infrastructure.
 ALLOWED = {
-    "frontend": ("fecc.errors", "fecc.forest", "fecc.frontend", "fecc_runtime.format", "fecc_runtime.errors"),
+    "frontend": ("fecc.errors", "fecc.native", "fecc.forest", "fecc.frontend", "fecc_runtime.format",
+                 "fecc_runtime.errors"),
     "ir": ("fecc.ir", "fecc.errors"),
     # the backends see the IRs (expressions, the forest) and the bundle format, never the search
-    "lower": ("fecc", "fecc.errors", "fecc.ir", "fecc.forest", "fecc.templating", "fecc.lower",
+    "lower": ("fecc", "fecc.errors", "fecc.native", "fecc.ir", "fecc.forest", "fecc.templating", "fecc.lower",
               "fecc_runtime.format"),
 }
 #: Modules that importing a layer must not load (the search's and the LLM's stack).

@@ -26,6 +26,7 @@ pytest.importorskip("tl2cgen")
 trees_runtime = pytest.importorskip("fecc_runtime.trees")
 
 from fecc.frontend.models import load_legacy_model  # noqa: E402
+from fecc.frontend import load_forest  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
 
 MODELS = Path(__file__).parent / "data" / "models"
@@ -62,7 +63,7 @@ def compiled(tmp_path_factory):
             entry = FIXTURES[fixture_id]
             model = load_legacy_model(MODELS / entry["path"])
             out = tmp_path_factory.mktemp(fixture_id.replace("/", "_").replace(".", "_"))
-            manifest = lower_trees(model.path, out, name="legacy", model_format=model.format)
+            manifest = lower_trees(load_forest(model), out, name="legacy")
             ensemble = trees_runtime.TreeEnsemble(out, manifest)
             cache[fixture_id] = (model, manifest, ensemble, dict(np.load(MODELS / entry["data"])))
         return cache[fixture_id]

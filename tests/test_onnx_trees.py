@@ -35,7 +35,8 @@ import fecc  # noqa: E402
 import fecc_runtime  # noqa: E402
 from fecc.driver import CompileOptions, compile_bundle  # noqa: E402
 from fecc.errors import UserError  # noqa: E402
-from fecc.frontend import load_legacy_model  # noqa: E402
+from fecc.forest import CATEGORICAL, NUMERICAL  # noqa: E402
+from fecc.frontend import load_forest, load_legacy_model  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
 from fecc.lower.onnx_trees import lower_onnx, onnx_threshold  # noqa: E402
 from fecc_runtime.onnx_trees import OnnxTreeEnsemble  # noqa: E402
@@ -50,7 +51,7 @@ RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 
 def _lower(path: Path, out: Path, **kw) -> tuple[dict, OnnxTreeEnsemble]:
     model = load_legacy_model(path)
-    entry = lower_onnx(model.path, out, name="legacy", model_format=model.format, **kw)
+    entry = lower_onnx(load_forest(model), out, name="legacy", **kw)
     return entry, OnnxTreeEnsemble(out, entry)
 
 
@@ -85,22 +86,15 @@ def test_zoo_fixture_matches_library(fixture_id, tmp_path):
 
 def _splits(model_path: Path, fmt: str) -> tuple[list[np.ndarray], dict[int, int]]:
     """Numerical thresholds per feature and the largest listed category per categorical feature."""
-    import treelite
-
-    from fecc.lower.onnx_trees import _read_trees
-
-    model = (treelite.frontend.load_lightgbm_model(str(model_path)) if fmt == "lightgbm"
-             else treelite.frontend.load_xgboost_model(str(model_path)))
-    n_feature = int(model.get_header_accessor().get_field("num_feature")[0])
-    thr: list[list[float]] = [[] for _ in range(n_feature)]
+    forest = load_forest(model_path)
+    thr: list[list[float]] = [[] for _ in range(forest.num_feature)]
     cats: dict[int, int] = {}
-    for f in _read_trees(model, model_path):
-        for i in np.flatnonzero(f["node_type"] == 1):
-            thr[int(f["split_index"][i])].append(float(f["threshold"][i]))
-        for i in np.flatnonzero(f["node_type"] == 2):
-            listed = f["category_list"][f["category_list_begin"][i]:f["category_list_end"][i]]
-            feat = int(f["split_index"][i])
-            cats[feat] = max(cats.get(feat, 0), int(max(listed, default=0)))
+    for f in forest.trees:
+        for i in np.flatnonzero(f.node_type == NUMERICAL):
+            thr[int(f.feature[i])].append(float(f.threshold[i]))
+        for i in np.flatnonzero(f.node_type == CATEGORICAL):
+            feat = int(f.feature[i])
+            cats[feat] = max(cats.get(feat, 0), int(max(f.categories(i), default=0)))
     return [np.unique(np.asarray(t, dtype=np.float64)) for t in thr], cats
 
 
@@ -151,8 +145,8 @@ class _Pair:
     def __init__(self, model_path: Path, out: Path, *, input_type: str | None = None):
         model = load_legacy_model(model_path)
         self.model = model
-        self.c = TreeEnsemble(out / "c", lower_trees(model.path, out / "c", model_format=model.format))
-        entry = lower_onnx(model.path, out / "onnx", model_format=model.format, input_type=input_type)
+        self.c = TreeEnsemble(out / "c", lower_trees(load_forest(model), out / "c"))
+        entry = lower_onnx(load_forest(model), out / "onnx", input_type=input_type)
         self.onnx = OnnxTreeEnsemble(out / "onnx", entry)
         self.dtype = np.float32 if entry["feature_type"] == "float32" else np.float64
         thresholds, cats = _splits(model.path, model.format)
@@ -325,8 +319,8 @@ def test_single_leaf_trees_and_base_score(tmp_path):
                                         "lightgbm-4.7.0/binary_categorical.txt"])
 def test_same_model_same_bytes(fixture_id, tmp_path):
     model = load_legacy_model(MODELS / fixture_id)
-    a = lower_onnx(model.path, tmp_path / "a", model_format=model.format)
-    b = lower_onnx(model.path, tmp_path / "b", model_format=model.format)
+    a = lower_onnx(load_forest(model), tmp_path / "a")
+    b = lower_onnx(load_forest(model), tmp_path / "b")
     assert a == b
     data = (tmp_path / "a" / a["onnx"]).read_bytes()
     assert data == (tmp_path / "b" / b["onnx"]).read_bytes()
@@ -405,7 +399,7 @@ def test_unknown_tree_target_is_one_line_error(tmp_path):
     with pytest.raises(UserError, match="--trees must be 'c' or 'onnx'"):
         CompileOptions(trees="llvm")
     with pytest.raises(UserError, match="takes float32 input"):
-        lower_onnx(MODELS / "xgboost-3.2.0/binary_logistic.json", tmp_path, input_type="float64")
+        lower_onnx(load_forest(MODELS / "xgboost-3.2.0/binary_logistic.json"), tmp_path, input_type="float64")
 
 
 def test_compile_without_onnx_is_one_line_error(tmp_path, monkeypatch):

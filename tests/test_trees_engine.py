@@ -22,8 +22,11 @@ pytest.importorskip("tl2cgen")
 
 from fecc.errors import CompileError, UserError  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
-from fecc.lower import trees as lower_mod  # noqa: E402
+from fecc.frontend import load_forest  # noqa: E402
+from fecc.lower import cbuild, tree_arrays  # noqa: E402
 from fecc_runtime.trees import TreeEngineError, TreeEnsemble  # noqa: E402
+
+MODELS_DIR = Path(__file__).parent / "data" / "models"
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +37,14 @@ def model(tmp_path_factory):
                         xgb.DMatrix(X, (y > 0.5).astype(np.float32)), num_boost_round=30)
     path = tmp / "model.json"
     booster.save_model(path)
-    entry = lower_trees(path, tmp / "a", name="legacy")
+    entry = lower_trees(load_forest(path), tmp / "a", name="legacy")
     return {"path": path, "tmp": tmp, "entry": entry, "bundle": tmp / "a",
             "booster": xgb.Booster(model_file=str(path)), "X": X}
 
 
 def test_build_is_byte_identical(model):
     """Same model, other directory, same bytes: sources, arrays and the library."""
-    entry_b = lower_trees(model["path"], model["tmp"] / "b", name="legacy")
+    entry_b = lower_trees(load_forest(model["path"]), model["tmp"] / "b", name="legacy")
     assert entry_b == model["entry"]
     files_a = sorted(p.relative_to(model["bundle"]) for p in model["bundle"].rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(model["tmp"] / "b") for p in (model["tmp"] / "b").rglob("*") if p.is_file())
@@ -70,24 +73,29 @@ def test_no_build_paths_in_outputs(model):
 
 def test_unreadable_models_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        lower_trees(tmp_path / "missing.json", tmp_path / "out")
+        load_forest(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(UserError, match="cannot read"):
-        lower_trees(bad, tmp_path / "out")
-    with pytest.raises(UserError, match="format"):
-        lower_trees(bad, tmp_path / "out", model_format="onnx")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_forest(bad)
+    # a document the frontend describes but the tree reader refuses: treelite's word, in one line
+    doc = json.loads(MODELS_DIR.joinpath("xgboost-2.0.3/binary_logistic.json").read_text())
+    doc["learner"]["gradient_booster"]["model"]["trees"][0]["split_indices"] = "oops"
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="cannot read xgboost_json model"):
+        load_forest(odd)
     with pytest.raises(UserError, match="name"):
-        lower_trees(bad, tmp_path / "out", name="../evil")
+        lower_trees(load_forest(MODELS_DIR / "xgboost-2.0.3/binary_logistic.json"), tmp_path / "out", name="../evil")
 
 
 def test_gcc_failure_is_compile_error(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(lower_mod, "CC", "false")  # /bin/false: exits 1 for every file
+    monkeypatch.setattr(cbuild, "CC", "false")  # /bin/false: exits 1 for every file
     with pytest.raises(CompileError, match="gcc failed"):
-        lower_trees(model["path"], tmp_path / "out")
-    monkeypatch.setattr(lower_mod, "CC", "no-such-compiler-fecc")
+        lower_trees(load_forest(model["path"]), tmp_path / "out")
+    monkeypatch.setattr(cbuild, "CC", "no-such-compiler-fecc")
     with pytest.raises(CompileError, match="not found"):
-        lower_trees(model["path"], tmp_path / "out2")
+        lower_trees(load_forest(model["path"]), tmp_path / "out2")
 
 
 def test_runtime_needs_no_tree_libraries(model, tmp_path):
@@ -163,7 +171,7 @@ def test_row_engine_rule():
         left = np.arange(n, dtype=np.int64)  # a leaf's "left child" is itself
         inner = 2 * np.arange(depth)
         left[inner] = inner + 1
-        nodes = lower_mod._pack_nodes(np.where(left == np.arange(n), np.nan, 0.5), np.zeros(n, np.int64), left,
+        nodes = tree_arrays._pack_nodes(np.where(left == np.arange(n), np.nan, 0.5), np.zeros(n, np.int64), left,
                                       np.zeros(n, np.int64), 1, "float32", "left", Path("m"))
         weight = np.full(n, chain_weight)
         weight[1] = 1.0  # the first leaf, one step down
@@ -171,8 +179,8 @@ def test_row_engine_rule():
         return {"arrays": {"nodes": np.concatenate([nodes] * k), "tree_root": np.arange(k, dtype=np.int32) * n,
                            "tree_depth": np.full(k, depth, dtype=np.int32)},
                 "node_weight": np.concatenate([weight] * k), "num_feature": 1, "cmp": "<"}
-    assert lower_mod._row_engine(forest(10, 1.0)) == "array"  # rows spread over the chain
-    assert lower_mod._row_engine(forest(30, 1e-3)) == "ifelse"  # nearly all stop after one step
+    assert tree_arrays.row_engine(forest(10, 1.0)) == "array"  # rows spread over the chain
+    assert tree_arrays.row_engine(forest(30, 1e-3)) == "ifelse"  # nearly all stop after one step
 
 
 def test_inputs_are_checked_and_converted(model):

@@ -30,6 +30,7 @@ xgb = pytest.importorskip("xgboost")
 pytest.importorskip("treelite")
 pytest.importorskip("tl2cgen")
 
+from fecc.frontend import load_forest  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
 from fecc_runtime.trees import TreeEnsemble  # noqa: E402
 
@@ -50,7 +51,7 @@ def _compiled(tmp_path_factory, name: str, params: dict, rounds: int, y_fn=None)
     if y_fn is not None:
         y = y_fn(y)
     path, booster = _train(tmp, params, X, y, rounds, name)
-    entry = lower_trees(path, tmp / "bundle", name="legacy")
+    entry = lower_trees(load_forest(path), tmp / "bundle", name="legacy")
     ens = TreeEnsemble(tmp / "bundle", entry)
     return {"booster": booster, "entry": entry, "ens": ens, "ifelse": _ifelse(tmp / "bundle", entry),
             "thresholds": thresholds_by_feature(path, N_FEATURE)}
@@ -98,7 +99,7 @@ def categorical(tmp_path_factory):
                         xgb.DMatrix(df, y, enable_categorical=True), num_boost_round=15)
     path = tmp / "categorical.json"
     booster.save_model(path)
-    entry = lower_trees(path, tmp / "bundle", name="legacy")
+    entry = lower_trees(load_forest(path), tmp / "bundle", name="legacy")
     X = np.column_stack([df["x"], code, df["d"].cat.codes]).astype(np.float32)
     return {"booster": xgb.Booster(model_file=str(path)), "entry": entry, "ens": TreeEnsemble(tmp / "bundle", entry),
             "ifelse": _ifelse(tmp / "bundle", entry), "X": X, "df": df, "letters": letters}
@@ -209,7 +210,7 @@ def lightgbm_model(tmp_path_factory):
     path = tmp / "model.txt"
     booster.save_model(str(path))
     booster = lgb.Booster(model_file=str(path))
-    entry = lower_trees(path, tmp / "bundle", name="legacy", model_format="lightgbm")
+    entry = lower_trees(load_forest(path), tmp / "bundle", name="legacy")
     thr = [[] for _ in range(N_FEATURE)]
     dump = booster.dump_model()
     stack = [t["tree_structure"] for t in dump["tree_info"]]
@@ -254,7 +255,7 @@ def test_lightgbm_missing_value_splits_match(tmp_path):
     path = tmp_path / "model.txt"
     booster.save_model(str(path))
     assert "inf" in " ".join(line for line in path.read_text().splitlines() if line.startswith("threshold="))
-    entry = lower_trees(path, tmp_path / "bundle", name="legacy", model_format="lightgbm")
+    entry = lower_trees(load_forest(path), tmp_path / "bundle", name="legacy")
     assert "FECC_SLOT0" in (tmp_path / "bundle/trees/legacy_engine.c").read_text()  # NaN folded
     ens = TreeEnsemble(tmp_path / "bundle", entry)
     X = np.vstack([X[:500], np.repeat(SPECIAL[:, None], N_FEATURE, axis=1)])

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-import fecc.lower.trees as lower_mod
+import fecc.lower.tree_arrays as tree_arrays
+from fecc.frontend import load_forest
 from fecc.lower import lower_trees
 from fecc_runtime.trees import TreeEnsemble
 
@@ -63,7 +64,7 @@ def test_shallow_pass_is_xgboost_bit_for_bit(tmp_path, params):
     booster = xgb.train({**params, "eta": 0.3, "seed": 0, "nthread": 1}, xgb.DMatrix(X, y, missing=np.nan), 60)
     path = tmp_path / "model.json"
     booster.save_model(path)
-    entry = lower_trees(path, tmp_path, name="m")
+    entry = lower_trees(load_forest(path), tmp_path, name="m")
     source = (tmp_path / "trees" / "m_engine.c").read_text()
     assert "fecc_shallow(f, t" in source
     eng = TreeEnsemble(tmp_path, entry, n_threads=2)
@@ -82,9 +83,9 @@ def test_same_sums_as_the_walk(tmp_path, monkeypatch):
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "eta": 0.1, "seed": 0}, xgb.DMatrix(X, y), 200)
     booster.save_model(tmp_path / "model.json")
     rows = _edge_rows(booster, X)
-    a = TreeEnsemble(tmp_path / "a", lower_trees(tmp_path / "model.json", tmp_path / "a", name="m")).predict(rows, margin=True)
-    monkeypatch.setattr(lower_mod, "_has_shallow_pass", lambda *args: False)
-    entry = lower_trees(tmp_path / "model.json", tmp_path / "b", name="m")
+    a = TreeEnsemble(tmp_path / "a", lower_trees(load_forest(tmp_path / "model.json"), tmp_path / "a", name="m")).predict(rows, margin=True)
+    monkeypatch.setattr(tree_arrays, "_has_shallow_pass", lambda *args: False)
+    entry = lower_trees(load_forest(tmp_path / "model.json"), tmp_path / "b", name="m")
     assert "fecc_shallow" not in (tmp_path / "b" / "trees" / "m_engine.c").read_text()
     b = TreeEnsemble(tmp_path / "b", entry).predict(rows, margin=True)
     np.testing.assert_array_equal(a, b)

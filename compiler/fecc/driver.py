@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import CompileError, UserError
-from .frontend import Dataset, load_legacy_model, prepare, read_table, reference_margin
+from .frontend import Dataset, load_forest, load_legacy_model, prepare, read_table, reference_margin
 from .frontend.table import check_search_target
 from .options import CompileOptions
 
@@ -61,6 +61,8 @@ class Inputs:
     ----------
     model_path, data_path : the input files.
     model : the legacy model (:func:`fecc.frontend.load_legacy_model`).
+    forest : its trees as the forest IR (:func:`fecc.frontend.load_forest`, from the bytes ``model``
+        read: the model file is read once), what every tree lowering takes.
     table : the data table as read.
     ds : the model's features and the target, from the table.
     X : ``ds.X`` rounded through float32, as the compiled trees see it.
@@ -69,6 +71,7 @@ class Inputs:
     model_path: Path
     data_path: Path
     model: Any
+    forest: Any
     table: pd.DataFrame
     ds: Dataset
     X: pd.DataFrame
@@ -102,8 +105,8 @@ def read_inputs(model_path: str | Path, data_path: str | Path, options: CompileO
         from .search.crossfit import gate_folds
 
         gate_folds(ds.y, task=model.task, k=sopts.gate_folds, inner_k=sopts.n_folds, seed=options.seed)
-    return Inputs(model_path=Path(model_path), data_path=Path(data_path), model=model, table=df, ds=ds,
-                  X=_float32_view(ds.X))
+    return Inputs(model_path=Path(model_path), data_path=Path(data_path), model=model, forest=load_forest(model),
+                  table=df, ds=ds, X=_float32_view(ds.X))
 
 
 # --------------------------------------------------------------------------- search
@@ -123,6 +126,7 @@ class SearchStage:
     experts_module : bundle path of the experts' numba module (``None``: nothing shipped).
     aggregator_trees : manifest entry of the aggregator's lowered trees (``None``: no trees).
     summary : run facts for the compile summary, not the manifest.
+    aggregator_forest : the aggregator booster as the forest IR (``None``: no trees).
     """
 
     result: Any
@@ -131,6 +135,7 @@ class SearchStage:
     experts_module: str | None
     aggregator_trees: dict | None
     summary: dict
+    aggregator_forest: Any = None
 
     @property
     def shipped(self) -> bool:
@@ -174,7 +179,7 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     result = run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, folds=folds, proposer=proposer,
                         options=sopts, workdir=workdir, progress=say)
     slots = result.to_manifest()
-    experts_module = aggregator_trees = None
+    experts_module = aggregator_trees = aggregator_forest = None
     if result.shipped:
         say(f"gate: ensemble ships ({len(result.experts)} expert(s)); lowering experts to numba")
         module_dir = bw.path("experts/experts.py").parent
@@ -183,7 +188,8 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
         if agg_json is not None:
             target = options.tree_target
             say(f"lowering the aggregator trees to {target.label}")
-            aggregator_trees = target.lower(agg_json, bw.root, name="aggregator", model_format="xgboost_json")
+            aggregator_forest = load_forest(agg_json)
+            aggregator_trees = target.lower(aggregator_forest, bw.root, name="aggregator")
     else:
         say(f"gate: legacy only — {result.gate.reason}")
     summary = {"experts": len(result.experts) if result.shipped else 0,
@@ -199,7 +205,7 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     if result.archive_path is not None:
         say(f"experience archive: {result.archive_path}")
     return SearchStage(result=result, slots=slots, proposer=proposer_slot, experts_module=experts_module,
-                       aggregator_trees=aggregator_trees, summary=summary)
+                       aggregator_trees=aggregator_trees, summary=summary, aggregator_forest=aggregator_forest)
 
 
 # --------------------------------------------------------------------------- lower the ensemble
@@ -230,7 +236,7 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
 
     experts = search.slots["experts"] if search is not None else []
     aggregator = (search.slots["aggregator"] if search is not None else None) or {}
-    aggregator_model = workdir_for(out) / "aggregator.json" if search is not None and search.aggregator_trees else None
+    aggregator_forest = search.aggregator_forest if search is not None else None
     base_margin = aggregator.get("base_margin", "legacy+experts")
     model, feature_names = inputs.model, list(inputs.ds.feature_names)
     engine = ensemble = onnx_model = None
@@ -243,9 +249,8 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
 
             say("lowering experts, aggregator and legacy trees to one C library (ensemble/ensemble.so)")
             ensemble = lower_ensemble(
-                bw.root, legacy_model=inputs.model_path, legacy_format=model.format,
-                experts=[ExpertSource.from_manifest(e) for e in experts], feature_names=feature_names,
-                base_margin=base_margin, aggregator_model=aggregator_model)
+                bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
+                feature_names=feature_names, base_margin=base_margin, aggregator=aggregator_forest)
             engine = "c"
         if clock is not None:
             clock.done("lower_ensemble")
@@ -254,9 +259,8 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
 
         say("lowering the whole ensemble to one ONNX graph (model.onnx)")
         onnx_model = lower_onnx_graph(
-            bw.root, legacy_model=inputs.model_path, legacy_format=model.format,
-            experts=[ExpertSource.from_manifest(e) for e in experts], feature_names=feature_names,
-            link=model.link, base_margin=base_margin, aggregator_model=aggregator_model)
+            bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
+            feature_names=feature_names, link=model.link, base_margin=base_margin, aggregator=aggregator_forest)
         if clock is not None:
             clock.done("lower_onnx")
     return Lowered(experts_engine=engine, ensemble=ensemble, onnx_model=onnx_model)
@@ -362,7 +366,7 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     with BundleWriter(out, force=options.force, sign_key=sign_key) as bw:
         target = options.tree_target
         say(target.legacy_line)
-        legacy_entry = target.lower(inputs.model_path, bw.root, name="legacy", model_format=model.format)
+        legacy_entry = target.lower(inputs.forest, bw.root, name="legacy")
         legacy = tree_engine(bw.root, legacy_entry)
         clock.done("lower_legacy")
 

@@ -47,7 +47,7 @@ class TreeTarget:
 
     @property
     def lower(self) -> Callable[..., dict]:
-        """The lowering function ``(model_path, bundle_root, *, name, model_format) -> manifest entry``."""
+        """The lowering function ``(forest, bundle_root, *, name) -> manifest entry`` (``forest``: :class:`fecc.forest.Forest`)."""
         module, _, function = self.lowering.partition(":")
         return getattr(import_module(module), function)
 

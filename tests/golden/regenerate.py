@@ -70,9 +70,10 @@ def onnx_fixtures() -> dict[str, str]:
 
     experts = every_node_experts(ONNX_FEATURES[:4])
     exprs = {f"{e.name}_{part}": getattr(e, part) for e in experts for part in ("region", "correction")}
-    whole = build_model(legacy_model=ONNX_LEGACY, legacy_format="xgboost_json", experts=experts,
-                        feature_names=ONNX_FEATURES, link="logistic", base_margin="legacy+experts",
-                        aggregator_model=None, doc="golden fixture")
+    from fecc.frontend import load_forest
+
+    whole = build_model(legacy=load_forest(ONNX_LEGACY), experts=experts, feature_names=ONNX_FEATURES,
+                        link="logistic", base_margin="legacy+experts", aggregator=None, doc="golden fixture")
     return {"experts_every_node.onnx.txt": graph_text(expressions_model(exprs, ONNX_FEATURES)),
             "bundle_every_node.onnx.txt": graph_text(whole)}
 

@@ -27,7 +27,7 @@ Formats are recognised by their bytes, not their file name:
   - ``dart``: trees under ``gradient_booster.gbtree`` plus ``weight_drop``.
 
 * XGBoost UBJSON (``m.ubj``, 2.1+): the same document in Universal Binary JSON,
-  decoded here by a small reader (no xgboost needed).
+  decoded by a small reader (:mod:`fecc.frontend.ubjson`, no xgboost needed).
 * LightGBM text (``Booster.save_model("model.txt")``), format ``v3`` (2.x) and
   ``v4`` (3.x, 4.x).
 
@@ -46,11 +46,13 @@ import json
 import math
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fecc.errors import UserError
+
+from .ubjson import UBJSONError, UBJSONReader
 
 __all__ = ["LegacyModel", "load_legacy_model"]
 
@@ -134,6 +136,9 @@ class LegacyModel:
         categorical features then take the integer codes directly.
     sha256 : str
         Hex digest of the model file's bytes.
+    source : bytes
+        The model file's bytes, read once here: the forest IR (:func:`fecc.frontend.load_forest`)
+        and the reference predictions are built from them, never from the file again.
     """
 
     path: Path
@@ -154,6 +159,7 @@ class LegacyModel:
     best_iteration: int | None
     categories: tuple | None
     sha256: str
+    source: bytes = field(default=b"", repr=False, compare=False)
 
 
 def load_legacy_model(path: str | Path) -> LegacyModel:
@@ -186,7 +192,7 @@ def load_legacy_model(path: str | Path) -> LegacyModel:
     digest = hashlib.sha256(data).hexdigest()
     kind = _sniff(data, path)
     try:
-        return _parse(path, data, kind, digest)
+        return replace(_parse(path, data, kind, digest), source=data)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # A document that parses but has the wrong shape inside (a string where a
         # number belongs, a list where an object does) is a damaged model file.
@@ -209,8 +215,8 @@ def _parse(path: Path, data: bytes, kind: str, digest: str) -> LegacyModel:
             raise UserError(f"{path.name}: not valid JSON, the file may be truncated ({exc})") from None
     else:
         try:
-            doc = _UBJSONReader(data).read_document()
-        except (_UBJSONError, struct.error, IndexError, UnicodeDecodeError) as exc:
+            doc = UBJSONReader(data, MAX_NESTING).read_document()
+        except (UBJSONError, struct.error, IndexError, UnicodeDecodeError) as exc:
             raise UserError(f"{path.name}: not a readable UBJSON model, the file may be truncated ({exc})") from None
     return _xgboost(path, doc, kind, digest)
 
@@ -468,125 +474,6 @@ def _field(obj: dict, key: str, kind: type, name: str) -> Any:
     if not isinstance(value, kind):
         raise UserError(f"{name}: missing or malformed '{key}' in the model; not an XGBoost model or damaged")
     return value
-
-
-class _UBJSONError(ValueError):
-    pass
-
-
-class _UBJSONReader:
-    """Decode Universal Binary JSON as XGBoost writes it (big-endian, typed arrays).
-
-    Only what a model needs is kept cheap: typed numeric arrays become lists via
-    one ``struct.unpack`` call instead of a per-element loop.
-    """
-
-    _NUMBERS = {b"i": ">b", b"U": ">B", b"I": ">h", b"l": ">i", b"L": ">q", b"d": ">f", b"D": ">d"}
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-        self.depth = 0
-
-    def read_document(self) -> Any:
-        value = self._value(self._marker())
-        return value
-
-    def _take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise _UBJSONError("unexpected end of data")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def _marker(self) -> bytes:
-        marker = self._take(1)
-        while marker == b"N":  # no-op padding
-            marker = self._take(1)
-        return marker
-
-    def _count(self, marker: bytes | None = None) -> int:
-        marker = marker or self._take(1)
-        if marker not in self._NUMBERS or marker in (b"d", b"D"):
-            raise _UBJSONError(f"bad length marker {marker!r}")
-        fmt = self._NUMBERS[marker]
-        return struct.unpack(fmt, self._take(struct.calcsize(fmt)))[0]
-
-    def _string(self) -> str:
-        return self._take(self._count()).decode("utf-8")
-
-    def _value(self, marker: bytes) -> Any:
-        if marker in self._NUMBERS:
-            fmt = self._NUMBERS[marker]
-            return struct.unpack(fmt, self._take(struct.calcsize(fmt)))[0]
-        if marker == b"S":
-            return self._string()
-        if marker == b"C":
-            return self._take(1).decode("ascii")
-        if marker == b"T":
-            return True
-        if marker == b"F":
-            return False
-        if marker == b"Z":
-            return None
-        if marker in (b"[", b"{"):
-            self.depth += 1
-            if self.depth > MAX_NESTING:
-                raise _UBJSONError(f"containers nested more than {MAX_NESTING} levels deep")
-            value = self._array() if marker == b"[" else self._object()
-            self.depth -= 1
-            return value
-        raise _UBJSONError(f"unknown marker {marker!r} at byte {self.pos - 1}")
-
-    def _container_header(self) -> tuple[bytes | None, int | None]:
-        """Read the optional ``$type`` and ``#count`` of an optimised container."""
-        kind = count = None
-        if self.data[self.pos:self.pos + 1] == b"$":
-            self.pos += 1
-            kind = self._take(1)
-        if self.data[self.pos:self.pos + 1] == b"#":
-            self.pos += 1
-            count = self._count()
-        elif kind is not None:
-            raise _UBJSONError("typed container without a count")
-        if count is not None and count > len(self.data) - self.pos and kind not in (b"Z", b"T", b"F"):
-            # every element takes at least one byte, except typed null/true/false ones
-            raise _UBJSONError(f"container claims {count} elements, more than the bytes left")
-        if count is not None and count > len(self.data) and kind in (b"Z", b"T", b"F"):
-            raise _UBJSONError(f"container claims {count} empty elements; no model has that many")
-        return kind, count
-
-    def _array(self) -> list:
-        kind, count = self._container_header()
-        if kind in self._NUMBERS and count is not None:
-            fmt = self._NUMBERS[kind]
-            size = struct.calcsize(fmt)
-            return list(struct.unpack(f">{count}{fmt[1]}", self._take(size * count)))
-        items = []
-        if count is not None:
-            for _ in range(count):
-                items.append(self._value(kind or self._marker()))
-            return items
-        while True:
-            marker = self._marker()
-            if marker == b"]":
-                return items
-            items.append(self._value(marker))
-
-    def _object(self) -> dict:
-        kind, count = self._container_header()
-        obj = {}
-        if count is not None:
-            for _ in range(count):
-                key = self._string()
-                obj[key] = self._value(kind or self._marker())
-            return obj
-        while True:
-            if self.data[self.pos:self.pos + 1] == b"}":
-                self.pos += 1
-                return obj
-            key = self._string()
-            obj[key] = self._value(self._marker())
 
 
 # --------------------------------------------------------------------------- LightGBM

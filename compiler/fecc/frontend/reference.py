@@ -21,7 +21,8 @@ def reference_margin(model: LegacyModel, X: pd.DataFrame) -> np.ndarray:
     if model.format in ("xgboost_json", "xgboost_ubjson"):
         import xgboost as xgb
 
-        booster = xgb.Booster(model_file=str(model.path))
+        # the bytes the frontend read (JSON or UBJSON: xgboost tells them apart), not the file again
+        booster = xgb.Booster(model_file=bytearray(model.source) if model.source else str(model.path))
         # table columns may be named differently from the model's features (positional
         # mapping); categorical features arrive as integer codes, typed "c" here
         booster.feature_names = None
@@ -34,7 +35,8 @@ def reference_margin(model: LegacyModel, X: pd.DataFrame) -> np.ndarray:
     if model.format == "lightgbm":
         import lightgbm as lgb
 
-        booster = lgb.Booster(model_file=str(model.path))
+        booster = (lgb.Booster(model_str=model.source.decode("utf-8")) if model.source
+                   else lgb.Booster(model_file=str(model.path)))
         out = booster.predict(X.to_numpy(dtype=np.float64), raw_score=True)
         return np.asarray(out, dtype=np.float64)
     raise UserError(f"no reference predictor for model format {model.format!r}")

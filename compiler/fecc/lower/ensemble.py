@@ -31,16 +31,17 @@ leaves in XGBoost's order, so the margins are the batch engine's, bit for bit.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
+from ..forest import Forest
 from ..templating import render
-from . import trees as _trees
 from .c_backend import PHI_FUNCTION, emit_experts_c
+from .cbuild import CFLAGS as TREE_CFLAGS, LDFLAGS, gcc
+from .trees import array_engine_source
 from .expert_source import ExpertSource
 
 __all__ = ["lower_ensemble", "CFLAGS", "ENSEMBLE_ABI"]
@@ -48,7 +49,7 @@ __all__ = ["lower_ensemble", "CFLAGS", "ENSEMBLE_ABI"]
 #: gcc flags of the ensemble library: the trees' (fixed, no -march) plus explicit IEEE
 #: semantics for the experts' arithmetic: -fno-fast-math (no reassociation, NaN and
 #: signed zeros honoured) and -ffp-contract=off (a * b + c is never fused into fma).
-CFLAGS = (*_trees.CFLAGS, "-fno-fast-math", "-ffp-contract=off")
+CFLAGS = (*TREE_CFLAGS, "-fno-fast-math", "-ffp-contract=off")
 #: Version of the interface between ``ensemble.so`` and ``fecc_runtime.ensemble``.
 ENSEMBLE_ABI = 1
 #: Stack budget of one batch block's aggregator input (float32 values).
@@ -59,18 +60,17 @@ MAX_BLOCK_ROWS = 64
 _HEADS = {"legacy+experts": ("m + offset", "(m) + offset_"), "legacy": ("m", "(m)")}
 
 
-def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, experts: Sequence[Any],
-                   feature_names: Sequence[str], base_margin: str, aggregator_model: Path | None,
-                   name: str = "ensemble") -> dict[str, Any]:
+def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
+                   base_margin: str, aggregator: Forest | None, name: str = "ensemble") -> dict[str, Any]:
     """Compile the ensemble into ``out_dir/ensemble/`` and describe it for the manifest.
 
     Parameters
     ----------
     out_dir : Path
         The bundle directory.
-    legacy_model, legacy_format : Path, str
-        The legacy model file and its format (as given to :func:`fecc.lower.lower_trees`,
-        which must have written ``trees/legacy.npz`` from it).
+    legacy : Forest
+        The legacy forest (as given to :func:`fecc.lower.lower_trees`, which must have
+        written ``trees/legacy.npz`` from it).
     experts : sequence
         :class:`~fecc.lower.expert_source.ExpertSource` (or the search's ``Expert``), in
         the manifest's order.
@@ -79,9 +79,9 @@ def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, exp
     base_margin : str
         The aggregator's ``base_margin``: ``"legacy+experts"`` (margin = m + offset + t)
         or ``"legacy"`` (m + t).
-    aggregator_model : Path or None
-        The aggregator booster as XGBoost JSON (the file ``trees/aggregator.npz`` was
-        lowered from); ``None`` for a ``"sum"`` aggregator.
+    aggregator : Forest or None
+        The aggregator booster's forest (the one ``trees/aggregator.npz`` was lowered
+        from); ``None`` for a ``"sum"`` aggregator.
 
     Returns
     -------
@@ -105,8 +105,7 @@ def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, exp
     if base_margin not in _HEADS:
         raise UserError(f"unknown aggregator base_margin {base_margin!r}; expected one of {sorted(_HEADS)}")
     lib_name = f"{name}.so"
-    legacy_src, linfo = _trees.array_engine_source(Path(legacy_model), legacy_format, name="legacy",
-                                                   api_prefix="fecc_legacy_", library=lib_name)
+    legacy_src, linfo = array_engine_source(legacy, name="legacy", api_prefix="fecc_legacy_", library=lib_name)
     if linfo["num_class"] != 1:
         raise UserError(f"the ensemble library takes a single-output legacy model, not {linfo['num_class']} outputs")
     if linfo["num_feature"] != len(feature_names):
@@ -117,24 +116,22 @@ def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, exp
     sources["experts.c"] = lowered.text
     sources["legacy_engine.c"] = legacy_src
     agg_sha = None
-    if aggregator_model is not None:
-        agg_src, ainfo = _trees.array_engine_source(Path(aggregator_model), "xgboost_json", name="aggregator",
-                                                    api_prefix="fecc_agg_", library=lib_name)
+    if aggregator is not None:
+        agg_src, ainfo = array_engine_source(aggregator, name="aggregator", api_prefix="fecc_agg_", library=lib_name)
         if ainfo["num_feature"] != n_agg or ainfo["num_class"] != 1 or ainfo["feature_type"] != "float32" \
                 or ainfo["leaf_type"] != "float32":
             raise UserError(f"the aggregator reads {ainfo['num_feature']} {ainfo['feature_type']} features with "
                             f"{ainfo['num_class']} output(s); the ensemble gives it {n_agg} float32 features, one output")
         sources["aggregator_engine.c"] = agg_src
-        agg_sha = hashlib.sha256(Path(aggregator_model).read_bytes()).hexdigest()
+        agg_sha = aggregator.sha256
     block_rows = max(1, min(MAX_BLOCK_ROWS, BLOCK_STACK_BYTES // (4 * n_agg)))
     formula, head_expr = _HEADS[base_margin]
-    if aggregator_model is not None:
+    if aggregator is not None:
         formula += " + t"
     c_type = {"float32": "float", "float64": "double"}
     sources["ensemble.c"] = render(
         "c/ensemble.c.j2", library=lib_name, abi=ENSEMBLE_ABI, source_hash=lowered.source_hash,
-        legacy_sha256=hashlib.sha256(Path(legacy_model).read_bytes()).hexdigest(), aggregator_sha256=agg_sha,
-        aggregator=aggregator_model is not None, n_features=len(feature_names), n_experts=len(experts),
+        legacy_sha256=legacy.sha256, aggregator_sha256=agg_sha, aggregator=aggregator is not None, n_features=len(feature_names), n_experts=len(experts),
         block_rows=block_rows, legacy_feat_t=c_type[linfo["feature_type"]], legacy_acc_t=c_type[linfo["leaf_type"]],
         phi_function=PHI_FUNCTION, formula=formula, head=formula.replace(" + t", ""), head_expr=head_expr,
     )
@@ -145,7 +142,7 @@ def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, exp
         for fname, text in sources.items():
             (build / fname).write_text(text)
             (target / fname).write_text(text)
-        cc_version = _trees._gcc(build, list(sources), lib_name, cflags=CFLAGS)
+        cc_version = gcc(build, list(sources), lib_name, cflags=CFLAGS)
         shutil.copyfile(build / lib_name, target / lib_name)
     return {
         "library": f"{name}/{lib_name}",
@@ -153,13 +150,13 @@ def lower_ensemble(out_dir: Path, *, legacy_model: Path, legacy_format: str, exp
         "abi": ENSEMBLE_ABI,
         "num_feature": len(feature_names),
         "experts": [e.name for e in experts],
-        "aggregator_feature": n_agg if aggregator_model is not None else 0,
-        "aggregator_trees": aggregator_model is not None,
+        "aggregator_feature": n_agg if aggregator is not None else 0,
+        "aggregator_trees": aggregator is not None,
         "base_margin": base_margin,
         "formula": f"margin = {formula} (m: legacy margin, offset: experts' sum of f_k - m, t: aggregator trees)",
         "feature_type": linfo["feature_type"],
         "leaf_type": linfo["leaf_type"],
         "block_rows": block_rows,
         "source_hash": lowered.source_hash,
-        "compiler": {"cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(_trees.LDFLAGS)},
+        "compiler": {"cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS)},
     }

@@ -45,10 +45,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
+from ..forest import Forest
 from ..ir import Expr, features_of, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
 from .expert_source import ExpertSource, source_hash
-from .onnx_trees import IR_VERSION, ONNX_ML_OPSET, ONNX_OPSET, read_forest, tree_nodes
+from .onnx_trees import IR_VERSION, ONNX_ML_OPSET, ONNX_OPSET, tree_nodes
 
 __all__ = ["lower_onnx_graph", "build_model", "NO_EXACT_TWIN", "check_available", "LoweringError"]
 
@@ -285,9 +286,8 @@ def _link(g: _Graph, margin: str, link: str, num_class: int) -> str:
     raise UserError(f"the ONNX graph has no lowering for link {link!r} (known: {', '.join(_LINKS)})")
 
 
-def build_model(*, legacy_model: Path, legacy_format: str, experts: Sequence[Any], feature_names: Sequence[str],
-                link: str, base_margin: str = "legacy+experts", aggregator_model: Path | None = None,
-                doc: str = "") -> Any:
+def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str], link: str,
+                base_margin: str = "legacy+experts", aggregator: Forest | None = None, doc: str = "") -> Any:
     """The ``onnx.ModelProto`` of the whole ensemble (see the module doc)."""
     from onnx import helper
 
@@ -301,17 +301,15 @@ def build_model(*, legacy_model: Path, legacy_format: str, experts: Sequence[Any
     g._names.add("X")
 
     # legacy trees: float32 thresholds read float32 X; float64 ones (LightGBM) read it widened (exact)
-    trees, forest, base = read_forest(Path(legacy_model), legacy_format)
-    if forest["num_feature"] != n_feat:
-        raise UserError(f"the legacy model reads {forest['num_feature']} features, the bundle lists {n_feat}")
-    num_class = forest["num_class"]
+    if legacy.num_feature != n_feat:
+        raise UserError(f"the legacy model reads {legacy.num_feature} features, the bundle lists {n_feat}")
+    num_class = legacy.num_class
     x64 = g.node("Cast", ["X"], "x64", to=_DOUBLE)
-    if forest["threshold_type"] == "float32":
+    if legacy.threshold_type == "float32":
         dtype, x_trees = np.dtype(np.float32), "X"
     else:
         dtype, x_trees = np.dtype(np.float64), x64
-    nodes, inits = tree_nodes(trees, forest, base, dtype, lightgbm=legacy_format == "lightgbm", x=x_trees,
-                              prefix="legacy_", out="legacy_margin")
+    nodes, inits = tree_nodes(legacy, dtype, x=x_trees, prefix="legacy_", out="legacy_margin")
     g.nodes += nodes
     g.inits += inits
     g._names.update(n.name for n in nodes)
@@ -347,17 +345,16 @@ def build_model(*, legacy_model: Path, legacy_format: str, experts: Sequence[Any
             offset = g.node("Add", [zero if offset is None else offset, term], f"offset_after_{e.name}")
         if base_margin == "legacy+experts":
             margin = g.node("Add", [m, offset], "m_plus_offset")
-        if aggregator_model is not None:
+        if aggregator is not None:
             axes = g.tensor([1], np.int64, "phi_unsqueeze_axes")
             cols = [g.node("Unsqueeze", [c, axes], f"phi_col_{c}") for c in columns]
             xa = g.node("Concat", [x64, *cols], "aggregator_x64", axis=1)
             xa32 = g.node("Cast", [xa], "aggregator_x", to=_FLOAT)
-            a_trees, a_forest, a_base = read_forest(Path(aggregator_model), "xgboost_json")
-            if a_forest["num_feature"] != n_feat + 1 + 3 * len(experts) or a_forest["threshold_type"] != "float32":
-                raise UserError(f"the aggregator reads {a_forest['num_feature']} features; the graph gives it "
+            if aggregator.num_feature != n_feat + 1 + 3 * len(experts) or aggregator.threshold_type != "float32":
+                raise UserError(f"the aggregator reads {aggregator.num_feature} features; the graph gives it "
                                 f"{n_feat + 1 + 3 * len(experts)}")
-            nodes, inits = tree_nodes(a_trees, a_forest, a_base, np.dtype(np.float32), lightgbm=False, x=xa32,
-                                      prefix="aggregator_", out="aggregator_margin")
+            nodes, inits = tree_nodes(aggregator, np.dtype(np.float32), x=xa32, prefix="aggregator_",
+                                      out="aggregator_margin")
             g.nodes += nodes
             g.inits += inits
             g._names.update(n.name for n in nodes)
@@ -411,21 +408,21 @@ def expressions_model(exprs: dict[str, Expr], feature_names: Sequence[str]) -> A
     return model
 
 
-def lower_onnx_graph(out_dir: Path, *, legacy_model: Path, legacy_format: str, experts: Sequence[Any],
-                     feature_names: Sequence[str], link: str, base_margin: str = "legacy+experts",
-                     aggregator_model: Path | None = None, filename: str = "model.onnx") -> dict[str, Any]:
+def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
+                     link: str, base_margin: str = "legacy+experts", aggregator: Forest | None = None,
+                     filename: str = "model.onnx") -> dict[str, Any]:
     """Write ``out_dir/model.onnx`` and describe it for the manifest (``onnx_model``).
 
     Parameters
     ----------
     out_dir : the bundle directory.
-    legacy_model, legacy_format : the legacy model file and its format.
+    legacy : the legacy forest (:func:`fecc.frontend.load_forest`).
     experts : :class:`~fecc.lower.expert_source.ExpertSource` (or the search's ``Expert``), in order;
         empty for a legacy-only bundle.
     feature_names : model features, in model order (the columns of ``X``).
     link : the task's link (``logistic``, ``identity``, ``exp``, ``softmax``, ``argmax``).
     base_margin : the aggregator's base (``"legacy+experts"`` or ``"legacy"``).
-    aggregator_model : the aggregator booster (XGBoost JSON), ``None`` for a ``"sum"`` aggregator.
+    aggregator : the aggregator booster's forest, ``None`` for a ``"sum"`` aggregator.
 
     Returns
     -------
@@ -439,11 +436,10 @@ def lower_onnx_graph(out_dir: Path, *, legacy_model: Path, legacy_format: str, e
 
     check_available()
     experts = [ExpertSource.of(e) for e in experts]
-    model = build_model(legacy_model=legacy_model, legacy_format=legacy_format, experts=experts,
-                        feature_names=feature_names, link=link, base_margin=base_margin,
-                        aggregator_model=aggregator_model,
+    model = build_model(legacy=legacy, experts=experts, feature_names=feature_names, link=link,
+                        base_margin=base_margin, aggregator=aggregator,
                         doc=f"fecc {__version__}: legacy trees, {len(experts)} expert(s), "
-                            f"{'aggregator trees, ' if aggregator_model is not None else ''}link {link}")
+                            f"{'aggregator trees, ' if aggregator is not None else ''}link {link}")
     onnx.checker.check_model(model)
     data = model.SerializeToString(deterministic=True)
     out = Path(out_dir) / filename
@@ -460,7 +456,7 @@ def lower_onnx_graph(out_dir: Path, *, legacy_model: Path, legacy_format: str, e
         "num_class": num_class,
         "link": link,
         "experts": [e.name for e in experts],
-        "aggregator_trees": aggregator_model is not None,
+        "aggregator_trees": aggregator is not None,
         "source_hash": source_hash(experts, [str(f) for f in feature_names]),
         "opset": {"ai.onnx": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
         "no_exact_twin": dict(NO_EXACT_TWIN),

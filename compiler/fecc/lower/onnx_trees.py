@@ -1,4 +1,4 @@
-"""Lower a legacy tree ensemble to one ONNX graph (``ai.onnx.ml`` ``TreeEnsemble``, opset 5).
+"""Lower a tree ensemble (the forest IR) to one ONNX graph (``ai.onnx.ml`` ``TreeEnsemble``, opset 5).
 
 What ends up in the bundle, under ``out_dir/trees/``: ``{name}.onnx``, a graph with one
 input ``X`` (``[N, num_feature]``, NaN = missing) and one output ``margin`` (``[N]`` for
@@ -46,19 +46,17 @@ random ids or paths; the producer is ``fecc``.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fecc import __version__
-from fecc.errors import UserError
-from fecc.lower.trees import (
-    MODEL_FORMATS, _flatten, _load, _native_log_captured, _strip_xgboost_encoder, _xgboost_base_margin,
-)
+from .. import __version__
+from ..errors import UserError
+from ..forest import CATEGORICAL, LEAF, NUMERICAL, Forest
+from .trees import check_name
 
-__all__ = ["lower_onnx", "ONNX_OPSET", "ONNX_ML_OPSET", "onnx_threshold"]
+__all__ = ["lower_onnx", "tree_nodes", "ONNX_OPSET", "ONNX_ML_OPSET", "onnx_threshold"]
 
 #: Opsets of the emitted graph: ``ai.onnx.ml`` 5 has ``TreeEnsemble`` with set
 #: membership and per-node missing-value tracking (onnxruntime >= 1.21); the default
@@ -70,9 +68,6 @@ IR_VERSION = 10
 # TreeEnsemble's nodes_modes (onnx/defs/traditionalml/defs.cc)
 _BRANCH_LEQ, _BRANCH_LT, _BRANCH_GTE, _BRANCH_GT, _BRANCH_MEMBER = 0, 1, 2, 3, 6
 _MODE = {"<=": _BRANCH_LEQ, "<": _BRANCH_LT, ">=": _BRANCH_GTE, ">": _BRANCH_GT}
-# treelite's node types and comparison codes (treelite/enum/{tree_node_type,operator}.h)
-_LEAF, _NUMERICAL, _CATEGORICAL = 0, 1, 2
-_CMP = {2: "<", 3: "<=", 4: ">", 5: ">="}
 #: The largest category a value can stand for (treelite: larger values match nothing).
 MAX_CATEGORY = 1 << 24
 #: The code of a value that is no category (negative or above MAX_CATEGORY); no set lists it.
@@ -98,20 +93,17 @@ def onnx_threshold(threshold: float, cmp: str) -> np.float32:
     return t32
 
 
-def lower_onnx(model_path: Path, out_dir: Path, *, name: str = "legacy", model_format: str = "xgboost_json",
-               input_type: str | None = None) -> dict[str, Any]:
-    """Lower a tree ensemble to ``out_dir/trees/{name}.onnx`` and describe it for the manifest.
+def lower_onnx(forest: Forest, out_dir: Path, *, name: str = "legacy", input_type: str | None = None) -> dict[str, Any]:
+    """Lower a forest to ``out_dir/trees/{name}.onnx`` and describe it for the manifest.
 
     Parameters
     ----------
-    model_path : Path
-        XGBoost JSON/UBJSON or LightGBM ``model.txt`` (see :func:`fecc.lower.lower_trees`).
+    forest : Forest
+        The ensemble (:func:`fecc.frontend.load_forest`).
     out_dir : Path
         The bundle directory; the graph goes to ``out_dir/trees/`` (created if needed).
     name : str
         Stem of the file; letters, digits and ``_``.
-    model_format : str
-        One of :data:`fecc.lower.trees.MODEL_FORMATS`.
     input_type : ``"float32"``, ``"float64"`` or None
         The graph's input (and accumulation) type.  None: the model's threshold type
         (float32 for XGBoost, float64 for LightGBM), exact for every input the C
@@ -131,73 +123,52 @@ def lower_onnx(model_path: Path, out_dir: Path, *, name: str = "legacy", model_f
     Raises
     ------
     UserError
-        The model cannot be read or uses something the lowering does not support, or
-        the ``onnx`` package is missing.
+        The forest uses something the lowering does not support, or the ``onnx``
+        package is missing.
     """
-    model_path, out_dir = Path(model_path), Path(out_dir)
-    if model_format not in MODEL_FORMATS:
-        raise UserError(f"unknown tree model format {model_format!r}; expected one of {MODEL_FORMATS}")
-    if not name.replace("_", "").isalnum() or not name.isascii() or name[0].isdigit():
-        raise UserError(f"tree module name {name!r} must be letters, digits and '_', not starting with a digit")
+    out_dir = Path(out_dir)
+    check_name(name)
     if input_type not in (None, "float32", "float64"):
         raise UserError(f"ONNX input type must be 'float32' or 'float64', got {input_type!r}")
-    if not model_path.is_file():
-        raise UserError(f"model file not found: {model_path}")
     onnx = _import_onnx()
     import treelite
 
-    categories: dict[str, list[Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
-        load_path = model_path
-        if model_format == "xgboost_json":
-            load_path, categories = _strip_xgboost_encoder(model_path, Path(mtmp))
-        with _native_log_captured():
-            model = _load(load_path, model_format, treelite)
-    forest = _flatten(model, model_path)  # validates the model exactly as the C lowering does
-    base = forest["arrays"]["base_score"]
-    if model_format == "xgboost_json":
-        base = _xgboost_base_margin(model_path, base)
-    threshold_type = forest["threshold_type"]
+    threshold_type = forest.threshold_type
     if input_type is None:
         input_type = threshold_type
     if input_type == "float64" and threshold_type == "float32":
-        raise UserError(f"{model_path}: the model compares float32 values; its ONNX graph takes float32 input")
+        raise UserError(f"{forest.origin}: the model compares float32 values; its ONNX graph takes float32 input")
     dtype = np.dtype(np.float32 if input_type == "float32" else np.float64)
-    model_bytes = model_path.read_bytes()
-    model_sha256 = hashlib.sha256(model_bytes).hexdigest()
-
-    trees = _read_trees(model, model_path)
-    graph = _build_graph(onnx, trees, forest, base, dtype, name=name, lightgbm=model_format == "lightgbm",
-                         doc=f"fecc {__version__}: {model_format} model sha256 {model_sha256}")
+    graph = _build_graph(onnx, forest, dtype, name=name,
+                         doc=f"fecc {__version__}: {forest.source_format} model sha256 {forest.sha256}")
     onnx.checker.check_model(graph)
     data = graph.SerializeToString(deterministic=True)
 
     trees_dir = out_dir / "trees"
     trees_dir.mkdir(parents=True, exist_ok=True)
     (trees_dir / f"{name}.onnx").write_bytes(data)
-    num_class = forest["num_class"]
     return {
         "engine": "onnx",
         "name": name,
-        "model_format": model_format,
-        "model_sha256": model_sha256,
+        "model_format": forest.source_format,
+        "model_sha256": forest.sha256,
         "onnx": f"trees/{name}.onnx",
         "onnx_sha256": hashlib.sha256(data).hexdigest(),
         "input": "X",
         "output": "margin",
         "opset": {"ai.onnx": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
-        "num_feature": forest["num_feature"],
-        "num_class": num_class,
-        "num_tree": forest["num_tree"],
-        "num_node": int(sum(len(t["node_type"]) for t in trees)),
-        "postprocess": forest["postprocess"],
-        "sigmoid_alpha": forest["sigmoid_alpha"],
-        "base_score": [float(b) for b in base],
+        "num_feature": forest.num_feature,
+        "num_class": forest.num_class,
+        "num_tree": forest.num_tree,
+        "num_node": forest.num_node,
+        "postprocess": forest.postprocess,
+        "sigmoid_alpha": forest.sigmoid_alpha,
+        "base_score": [float(b) for b in forest.base_margin],
         "threshold_type": threshold_type,
         "feature_type": input_type,
         "leaf_type": input_type,
-        "has_categorical": forest["has_categorical"],
-        "categories": categories,
+        "has_categorical": forest.has_categorical,
+        "categories": {k: list(v) for k, v in forest.categories.items()},
         "compiler": {"onnx": onnx.__version__, "treelite": treelite.__version__},
     }
 
@@ -213,28 +184,12 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _read_trees(model: Any, model_path: Path) -> list[dict[str, np.ndarray]]:
-    """treelite's per-tree node fields (node ids as treelite numbers them)."""
-    keys = ("node_type", "cleft", "cright", "split_index", "default_left", "leaf_value", "threshold", "cmp",
-            "category_list_right_child", "category_list", "category_list_begin", "category_list_end")
-    trees = []
-    for t in range(int(model.num_tree)):
-        acc = model.get_tree_accessor(t)
-        f = {k: np.asarray(acc.get_field(k)) for k in keys}
-        bad = set(np.unique(f["node_type"]).tolist()) - {_LEAF, _NUMERICAL, _CATEGORICAL}
-        if bad:
-            raise UserError(f"{model_path}: tree {t} has an unknown node type {sorted(bad)[0]}")
-        trees.append(f)
-    return trees
-
-
-def _build_graph(onnx: Any, trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base: np.ndarray,
-                 dtype: np.dtype, *, name: str, lightgbm: bool, doc: str) -> Any:
+def _build_graph(onnx: Any, forest: Forest, dtype: np.dtype, *, name: str, doc: str) -> Any:
     """The ONNX model: input preprocessing, one TreeEnsemble node, the output shape."""
     from onnx import TensorProto, helper
 
-    num_feature, num_class = forest["num_feature"], forest["num_class"]
-    nodes, inits = tree_nodes(trees, forest, base, dtype, lightgbm=lightgbm)
+    num_feature, num_class = forest.num_feature, forest.num_class
+    nodes, inits = tree_nodes(forest, dtype)
     elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
     out_shape = ["N"] if num_class == 1 else ["N", num_class]
     graph = helper.make_graph(
@@ -249,31 +204,9 @@ def _build_graph(onnx: Any, trees: list[dict[str, np.ndarray]], forest: dict[str
     return model
 
 
-def read_forest(model_path: Path, model_format: str) -> tuple[list[dict[str, np.ndarray]], dict[str, Any], np.ndarray]:
-    """(treelite's trees, the flattened forest, the base margin per output) of a model file,
-    read and checked exactly as :func:`lower_onnx` reads it; for graphs that hold several
-    ensembles (:mod:`fecc.lower.onnx_graph`)."""
-    import treelite
-
-    model_path = Path(model_path)
-    with tempfile.TemporaryDirectory(prefix="fecc-model-") as mtmp:
-        load_path = model_path
-        if model_format == "xgboost_json":
-            load_path, _ = _strip_xgboost_encoder(model_path, Path(mtmp))
-        with _native_log_captured():
-            model = _load(load_path, model_format, treelite)
-    forest = _flatten(model, model_path)
-    base = forest["arrays"]["base_score"]
-    if model_format == "xgboost_json":
-        base = _xgboost_base_margin(model_path, base)
-    # treelite's fields are views into the model's memory: copy them before it is freed
-    trees = [{k: np.array(v, copy=True) for k, v in f.items()} for f in _read_trees(model, model_path)]
-    return trees, forest, base
-
-
-def tree_nodes(trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base: np.ndarray, dtype: np.dtype, *,
-               lightgbm: bool, x: str = "X", prefix: str = "", out: str = "margin") -> tuple[list, list]:
-    """The nodes and initializers that turn input ``x`` into the ensemble's margin ``out``.
+def tree_nodes(forest: Forest, dtype: np.dtype, *, x: str = "X", prefix: str = "",
+               out: str = "margin") -> tuple[list, list]:
+    """The nodes and initializers that turn input ``x`` into the forest's margin ``out``.
 
     ``out`` is ``[N]`` for one output column, else ``[N, num_class]``, in ``dtype``;
     every other value, node and initializer name starts with ``prefix``, so several
@@ -283,10 +216,11 @@ def tree_nodes(trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base:
 
     p = prefix
 
-    num_feature, num_class = forest["num_feature"], forest["num_class"]
-    class_id = np.asarray(forest["arrays"]["tree_class"], dtype=np.int64)
+    num_feature, num_class = forest.num_feature, forest.num_class
+    class_id = np.asarray(forest.tree_class, dtype=np.int64)
+    base = forest.base_margin
     # columns holding category codes: one per feature that any categorical split tests
-    cat_feats = sorted({int(f["split_index"][i]) for f in trees for i in np.flatnonzero(f["node_type"] == _CATEGORICAL)})
+    cat_feats = sorted({int(f.feature[i]) for f in forest.trees for i in np.flatnonzero(f.node_type == CATEGORICAL)})
     cat_column = {feat: num_feature + j for j, feat in enumerate(cat_feats)}
 
     modes: list[int] = []
@@ -320,57 +254,54 @@ def tree_nodes(trees: list[dict[str, np.ndarray]], forest: dict[str, Any], base:
     for k in range(num_class):
         if base[k] != 0:
             constant_tree(float(base[k]), k)
-    for t, f in enumerate(trees):
+    for t, f in enumerate(forest.trees):
         target = int(class_id[t])
-        ntype = f["node_type"]
-        if ntype[0] == _LEAF:
-            constant_tree(float(f["leaf_value"][0]), target)
+        ntype = f.node_type
+        if ntype[0] == LEAF:
+            constant_tree(float(f.leaf_value[0]), target)
             continue
-        inner = np.flatnonzero(ntype != _LEAF)
-        leaves = np.flatnonzero(ntype == _LEAF)
+        inner = np.flatnonzero(ntype != LEAF)
+        leaves = np.flatnonzero(ntype == LEAF)
         node_id = np.full(len(ntype), -1, dtype=np.int64)
         node_id[inner] = len(modes) + np.arange(len(inner))
         node_id[leaves] = len(leaf_weight) + np.arange(len(leaves))
         roots.append(int(node_id[0]))
         for i in inner:
-            left, right = int(f["cleft"][i]), int(f["cright"][i])
-            default_left = bool(f["default_left"][i])
-            if ntype[i] == _NUMERICAL:
-                op = _CMP.get(int(f["cmp"][i]))
-                if op is None:
-                    raise UserError(f"tree {t} uses an unsupported comparison (code {int(f['cmp'][i])})")
-                thr = f["threshold"][i]
+            left, right = int(f.left[i]), int(f.right[i])
+            default_left = bool(f.default_left[i])
+            if ntype[i] == NUMERICAL:
+                op = str(f.cmp[i])
+                thr = f.threshold[i]
                 modes.append(_MODE[op])
-                feats.append(int(f["split_index"][i]))
+                feats.append(int(f.feature[i]))
                 splits.append(float(onnx_threshold(thr, op)) if dtype == np.float32 else float(thr))
                 on_true, on_false, missing = left, right, default_left
             else:
-                cats = np.asarray(f["category_list"][f["category_list_begin"][i]:f["category_list_end"][i]],
-                                  dtype=np.int64)
+                cats = np.asarray(f.categories(i), dtype=np.int64)
                 cats = np.unique(cats[(cats >= 0) & (cats <= MAX_CATEGORY)])
                 modes.append(_BRANCH_MEMBER)
-                feats.append(cat_column[int(f["split_index"][i])])
+                feats.append(cat_column[int(f.feature[i])])
                 splits.append(0.0)
                 members.extend(cats.astype(np.float64).tolist() if cats.size else [_EMPTY_SET])
                 members.append(float("nan"))
-                if bool(f["category_list_right_child"][i]):
+                if bool(f.cats_right[i]):
                     on_true, on_false, missing = right, left, not default_left
                 else:
                     on_true, on_false, missing = left, right, default_left
             true_ids.append(int(node_id[on_true]))
-            true_leaf.append(int(ntype[on_true] == _LEAF))
+            true_leaf.append(int(ntype[on_true] == LEAF))
             false_ids.append(int(node_id[on_false]))
-            false_leaf.append(int(ntype[on_false] == _LEAF))
+            false_leaf.append(int(ntype[on_false] == LEAF))
             missing_true.append(int(missing))
         leaf_target.extend([target] * len(leaves))
-        leaf_weight.extend(f["leaf_value"][leaves].astype(np.float64).tolist())
+        leaf_weight.extend(f.leaf_value[leaves].astype(np.float64).tolist())
 
     def tensor(values, np_dtype, tname):
         return numpy_helper.from_array(np.asarray(values, dtype=np_dtype), tname)
 
     nodes = []
     inits = []
-    if lightgbm:
+    if forest.zero_threshold:
         # LightGBM reads |x| <= kZeroThreshold as 0 (NaN stays NaN: the comparison is false)
         inits += [tensor(_LGBM_ZERO, dtype, p + "zero_threshold"), tensor(0.0, dtype, p + "zero")]
         nodes += [
