@@ -29,6 +29,8 @@ from fecc.frontend.models import load_legacy_model  # noqa: E402
 from fecc.frontend import load_forest  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
 
+pytestmark = pytest.mark.backend_trees_c
+
 MODELS = Path(__file__).parent / "data" / "models"
 INDEX = json.loads((MODELS / "index.json").read_text())["fixtures"]
 FIXTURES = {e["path"]: e for e in INDEX}

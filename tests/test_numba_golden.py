@@ -5,9 +5,12 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from fecc.search import function_names
+from fecc_runtime.format import function_names
 from fecc_runtime.experts import ExpertSet
+
+pytestmark = pytest.mark.backend_numba
 
 GOLDEN = Path(__file__).parent / "golden"
 

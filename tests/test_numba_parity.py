@@ -143,6 +143,8 @@ from hypothesis import given  # noqa: E402
 
 from ir_strategies import FEATURES as H_FEATURES, columns, num_exprs  # noqa: E402
 
+pytestmark = pytest.mark.backend_numba
+
 
 @given(expr=num_exprs(max_leaves=10, with_params=False), cols=columns(6))
 def test_random_expressions_match_the_reference(expr, cols):

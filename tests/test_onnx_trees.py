@@ -42,6 +42,8 @@ from fecc.lower.onnx_trees import lower_onnx, onnx_threshold  # noqa: E402
 from fecc_runtime.onnx_trees import OnnxTreeEnsemble  # noqa: E402
 from fecc_runtime.trees import TreeEnsemble  # noqa: E402
 
+pytestmark = pytest.mark.backend_trees_onnx
+
 MODELS = Path(__file__).parent / "data" / "models"
 INDEX = json.loads((MODELS / "index.json").read_text())["fixtures"]
 FIXTURES = {e["path"]: e for e in INDEX}

@@ -34,6 +34,8 @@ from fecc.frontend import load_forest  # noqa: E402
 from fecc.lower import lower_trees  # noqa: E402
 from fecc_runtime.trees import TreeEnsemble  # noqa: E402
 
+pytestmark = pytest.mark.backend_trees_c
+
 N_FEATURE = 6
 
 

@@ -17,6 +17,8 @@ from fecc.frontend import load_forest
 from fecc.lower import lower_trees
 from fecc_runtime.trees import TreeEnsemble
 
+pytestmark = pytest.mark.backend_trees_c
+
 
 def _data(n=3000, f=6, seed=0):
     rng = np.random.default_rng(seed)

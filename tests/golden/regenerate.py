@@ -55,9 +55,20 @@ def c_fixtures() -> dict[str, str]:
     from fecc.lower.c_backend import emit_experts_c
 
     features = ["age", "income ($)", "class", "x3"]
-    return {"experts_every_node.c": emit_experts_c(every_node_experts(features), features).text}
+    from fecc.frontend import load_forest
+    from fecc.lower.trees import array_engine_source
+
+    # the trees' array engine as the ensemble library holds it (the template's whole glue: batch
+    # blocks, NaN folding, categorical bitsets, the shallow pass, one row), for a stored model
+    # with categorical splits
+    engine, _ = array_engine_source(load_forest(TREES_LEGACY), name="legacy", api_prefix="fecc_legacy_",
+                                    library="ensemble.so")
+    return {"experts_every_node.c": emit_experts_c(every_node_experts(features), features).text,
+            "legacy_engine_categorical.c": engine}
 
 
+#: The stored model of the array-engine and ONNX tree goldens: LightGBM, categorical splits (float64).
+TREES_LEGACY = HERE.parent / "data" / "models" / "lightgbm-4.7.0" / "binary_categorical.txt"
 #: The stored legacy model the ONNX golden graph holds (8 features, 10 trees).
 ONNX_LEGACY = HERE.parent / "data" / "models" / "xgboost-3.2.0" / "binary_logistic.json"
 ONNX_FEATURES = ["age", "income_k", "segment", "n_loans", "util_ratio", "tenure_m", "score_a", "score_b"]
@@ -74,8 +85,13 @@ def onnx_fixtures() -> dict[str, str]:
 
     whole = build_model(legacy=load_forest(ONNX_LEGACY), experts=experts, feature_names=ONNX_FEATURES,
                         link="logistic", base_margin="legacy+experts", aggregator=None, doc="golden fixture")
+    from fecc.lower.onnx_trees import tree_model
+
+    # the --trees onnx graph of a LightGBM model with categorical splits (zero threshold, category codes)
+    trees = tree_model(load_forest(TREES_LEGACY), input_type="float64", doc="golden fixture")
     return {"experts_every_node.onnx.txt": graph_text(expressions_model(exprs, ONNX_FEATURES)),
-            "bundle_every_node.onnx.txt": graph_text(whole)}
+            "bundle_every_node.onnx.txt": graph_text(whole),
+            "trees_categorical.onnx.txt": graph_text(trees)}
 
 
 GENERATORS = {"numba": numba_fixtures, "c": c_fixtures, "onnx": onnx_fixtures}

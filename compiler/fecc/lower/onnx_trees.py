@@ -56,7 +56,7 @@ from ..errors import UserError
 from ..forest import CATEGORICAL, LEAF, NUMERICAL, Forest
 from .trees import check_name
 
-__all__ = ["lower_onnx", "tree_nodes", "ONNX_OPSET", "ONNX_ML_OPSET", "onnx_threshold"]
+__all__ = ["lower_onnx", "tree_model", "tree_nodes", "ONNX_OPSET", "ONNX_ML_OPSET", "onnx_threshold"]
 
 #: Opsets of the emitted graph: ``ai.onnx.ml`` 5 has ``TreeEnsemble`` with set
 #: membership and per-node missing-value tracking (onnxruntime >= 1.21); the default
@@ -182,6 +182,11 @@ def _import_onnx() -> Any:
         raise UserError(f"the ONNX tree target needs onnx and onnxruntime ({exc.name} is missing): "
                         "pip install 'fecc[onnx]'") from None
     return onnx
+
+
+def tree_model(forest: Forest, *, input_type: str = "float32", name: str = "legacy", doc: str = "") -> Any:
+    """The ``onnx.ModelProto`` :func:`lower_onnx` writes, without writing it (goldens, inspection)."""
+    return _build_graph(_import_onnx(), forest, np.dtype(input_type), name=name, doc=doc)
 
 
 def _build_graph(onnx: Any, forest: Forest, dtype: np.dtype, *, name: str, doc: str) -> Any:
