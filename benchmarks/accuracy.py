@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import DATASETS, TIME_ORDERED  # noqa: E402
 
-from fecc.llm.grammar import GrammarProposer  # noqa: E402
+from fecc.llm.grammar_proposer import GrammarProposer  # noqa: E402
 from fecc.llm.registry import make_proposer  # noqa: E402
 from fecc.search import SearchOptions, run_search  # noqa: E402
 from fecc.search.crossfit import gate_folds  # noqa: E402

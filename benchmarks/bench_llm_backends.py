@@ -35,7 +35,7 @@ def child(config: str, model: str, contexts: list[str]) -> dict:
 
     from fecc.llm.grammar_gbnf import make_gbnf
     from fecc.llm.prompts import render_messages
-    from fecc.llm.pyparse import AnswerError, parse_answer
+    from fecc.llm.answer import AnswerError, parse_answer
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()

@@ -35,7 +35,7 @@ import fecc_runtime
 from fecc.errors import UserError
 from fecc.frontend import load_legacy_model
 from fecc.ir import OPS, IRSyntaxError, parse_postfix, to_postfix
-from fecc.llm.pyparse import AnswerError, parse_answer, parse_function
+from fecc.llm.answer import AnswerError, parse_answer, parse_function
 
 from _models import make_table, train_xgb
 

@@ -12,7 +12,7 @@ import pytest
 from fecc.ir import OPS, Limits, Op, depth, size
 from fecc.llm.grammar_gbnf import PY_KEYWORDS, GrammarLimits, build_grammar, make_gbnf, spell
 from fecc.llm.prompts import N_EXAMPLES, render_example
-from fecc.llm.pyparse import AnswerError, parse_answer, parse_function, parse_space, split_answer
+from fecc.llm.answer import AnswerError, parse_answer, parse_function, parse_space, split_answer
 
 FEATURES = ["age", "income", 'odd "name"\\ü']
 

@@ -103,7 +103,7 @@ def test_real_model_answers_with_the_grammar(tmp_path):
     from fecc.llm.base import ProposalError
     from fecc.llm.llm_proposer import LLMProposer
     from fecc.llm.local import LocalBackend
-    from fecc.llm.pyparse import parse_function, split_answer
+    from fecc.llm.answer import parse_function, split_answer
     from fecc.llm.replay import RecordingBackend, replay_records
 
     from llm_contexts import credit_context, heart_context

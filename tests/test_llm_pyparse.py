@@ -11,7 +11,7 @@ from hypothesis import given
 from fecc.ir import OPS, Const, Feature, Param, Unary, Where, evaluate, make, simplify
 from fecc.llm.base import ParamRange
 from fecc.llm.grammar_gbnf import spell
-from fecc.llm.pyparse import AnswerError, parse_answer, parse_function, parse_space, split_answer
+from fecc.llm.answer import AnswerError, parse_answer, parse_function, parse_space, split_answer
 from fecc.llm.python_print import function_source
 
 from ir_strategies import num_exprs

@@ -11,7 +11,7 @@ from fecc.llm.replay import RecordingBackend, ReplayBackend
 
 
 def test_none_gives_the_grammar_proposer():
-    grammar = pytest.importorskip("fecc.llm.grammar")
+    grammar = pytest.importorskip("fecc.llm.grammar_proposer")
     p = make_proposer("none")
     assert isinstance(p, grammar.GrammarProposer)
     with pytest.raises(UserError, match="--record needs an LLM"):

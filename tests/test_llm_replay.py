@@ -11,7 +11,7 @@ from fecc.ir import to_postfix
 from fecc.llm.base import ProposalError
 from fecc.llm.llm_proposer import Completion, LLMProposer
 from fecc.llm.prompts import render_messages
-from fecc.llm.pyparse import parse_function, split_answer
+from fecc.llm.answer import parse_function, split_answer
 from fecc.llm.registry import make_proposer
 from fecc.llm.replay import RecordingBackend, ReplayBackend, ReplayMiss, prompt_key, replay_records
 

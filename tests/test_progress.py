@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from fecc.llm.grammar import GrammarProposer
+from fecc.llm.grammar_proposer import GrammarProposer
 from fecc.progress import Reporter, format_step
 from fecc.search import SearchOptions, run_search
 from fecc.search.experts import ChainStep

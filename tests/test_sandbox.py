@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from fecc.sandbox import SandboxLimits, network_isolation, run_python
+from sandbox import SandboxLimits, network_isolation, run_python  # tests/sandbox: not shipped
 
 FAST = SandboxLimits(timeout=3.0, cpu_seconds=3)
 ROW = [{"age": 40.0, "income": 1000.0}, {"w": 0.5}]

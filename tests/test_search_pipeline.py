@@ -9,7 +9,7 @@ import pytest
 import xgboost as xgb
 
 from fecc.ir import to_math
-from fecc.llm.grammar import GrammarProposer
+from fecc.llm.grammar_proposer import GrammarProposer
 from fecc.lower.numba_backend import emit_module, write_module
 from fecc.search import SearchOptions, run_search
 from fecc.search.archive import read_candidates

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from fecc.ir import DIV_EPS, Binary, Const, Feature, Param, evaluate, params_of, validate
 from fecc.llm.base import FeatureStat, ProposalContext, ProposalError, Proposer
-from fecc.llm.grammar import GrammarProposer
+from fecc.llm.grammar_proposer import GrammarProposer
 from fecc.search import SearchOptions, metrics
 from fecc.search.archive import Archive, read_candidates
 from fecc.search.gate import decide

@@ -7,7 +7,7 @@ import pytest
 
 from fecc.ir import Binary, Const, Feature, Param
 from fecc.llm.base import ParamRange, Proposal, ProposalError
-from fecc.llm.grammar import GrammarProposer
+from fecc.llm.grammar_proposer import GrammarProposer
 from fecc.transforms import TransformOptions, search_transforms
 from fecc.transforms.archive import read_adapters, read_candidates
 from fecc.transforms.automaton import Automaton

@@ -1,4 +1,4 @@
-"""The llama.cpp GBNF grammar for the Python subset that :mod:`fecc.llm.pyparse` accepts.
+"""The llama.cpp GBNF grammar for the Python subset that :mod:`fecc.llm.answer` accepts.
 
 Grammar-constrained decoding is what makes small local models usable (DESIGN.md,
 "LLMs": 0/10 valid answers with a plain prompt, 6–10/10 with a grammar).  The grammar
@@ -271,7 +271,7 @@ def spell(op: Op) -> Spelling:
     if op.arity == 2 and op.args == (boolean, boolean) and op.name in ("and", "or"):
         return Spelling("logic", op.name)
     raise ValueError(f"IR operator {op.name!r} has no Python spelling in the grammar; "
-                     "add one to fecc.llm.grammar_gbnf.spell and fecc.llm.pyparse")
+                     "add one to fecc.llm.grammar_gbnf.spell and fecc.llm.python_subset")
 
 
 # --------------------------------------------------------------------------- the answer grammar

@@ -6,7 +6,7 @@ One call of :meth:`LLMProposer.propose`:
 2. ask the backend for a completion, constrained by the GBNF grammar of the answer
    language when the backend supports grammars (:mod:`fecc.llm.grammar_gbnf`);
 3. parse the answer with the AST whitelist into IR and validate it
-   (:mod:`fecc.llm.pyparse`), and check that it actually changes the current function
+   (:mod:`fecc.llm.answer`), and check that it actually changes the current function
    on the region's rows;
 4. on failure, feed the reason back as a new user turn, at most ``max_corrections`` times;
 5. return a :class:`~fecc.llm.base.Proposal`, or raise
@@ -27,7 +27,7 @@ from ..ir import Expr, Limits, bind, evaluate, features_of, simplify
 from .base import BudgetExhausted, ParamRange, Proposal, ProposalContext, ProposalError
 from .grammar_gbnf import GrammarLimits, make_gbnf
 from .prompts import render_correction, render_messages
-from .pyparse import AnswerError, RangeInference, parse_answer
+from .answer import AnswerError, RangeInference, parse_answer
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class LLMProposer:
         (``None``: such an answer is rejected and corrected, as seed 004 has it).
     infer_ranges : first infer a forgotten range from the parameter's use — a location
         on a feature gets the feature's range in the region, a weight ``[-s, s]`` with
-        the correction scale (:func:`fecc.llm.pyparse.infer_range`).  Forgetting a range
+        the correction scale (:func:`fecc.llm.ranges.infer_range`).  Forgetting a range
         was the 0.5B model's most common fault in the accuracy benchmark.
     name : shown in reports (default ``"llm:<backend name>"``).
     """

@@ -1,4 +1,4 @@
-"""IR → the Python subset the LLM answers in (the inverse of :mod:`fecc.llm.pyparse`).
+"""IR → the Python subset the LLM answers in (the inverse of :mod:`fecc.llm.answer`).
 
 Used to show the current expert to the LLM in the form it must answer in:
 ``x["name"]``, ``params["p"]``, the IR's function names, ``a if c else b``.  The

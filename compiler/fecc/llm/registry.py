@@ -165,7 +165,7 @@ def make_proposer(
         if record is not None:
             raise UserError("--record needs an LLM backend; --llm none has no answers to record")
         try:
-            from .grammar import GrammarProposer
+            from .grammar_proposer import GrammarProposer
         except ImportError as exc:
             raise UserError(f"the grammar proposer is not available: {exc}") from None
         # the grammar proposer draws from ``ctx.seed``; pass ``seed`` only if it takes one

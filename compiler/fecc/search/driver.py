@@ -345,7 +345,7 @@ def _outer_fit(j: int) -> tuple[int, np.ndarray, dict]:
 
 def _fork_safe(proposer: Proposer) -> bool:
     """Proposers that can be pickled into a helper process (the LLM backends hold models)."""
-    from ..llm.grammar import GrammarProposer
+    from ..llm.grammar_proposer import GrammarProposer
 
     return type(proposer) is GrammarProposer
 
@@ -395,7 +395,7 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
     task : ``"binary"`` or ``"regression"``.
     folds : the gate's (outer) cross-fitting layout over the rows of ``X``
         (:func:`fecc.search.crossfit.make_folds`).
-    proposer : structure proposer (LLM backend or :class:`fecc.llm.grammar.GrammarProposer`).
+    proposer : structure proposer (LLM backend or :class:`fecc.llm.grammar_proposer.GrammarProposer`).
     options : :class:`SearchOptions` (``n_folds``/``fold_repeats`` give the search's own
         inner folds; ``n_workers`` how many processes run the outer folds' searches).
     workdir : where the experience archives are written (``archive.sqlite`` for the search

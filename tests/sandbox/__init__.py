@@ -1,9 +1,10 @@
 """Run untrusted Python (LLM-written candidates) in a locked-down subprocess.
 
-fecc never *needs* to run LLM code: answers are parsed into IR by an AST whitelist
-(:mod:`fecc.llm.pyparse`).  The sandbox is for the cases where running it is useful
-anyway — evaluating a candidate the whitelist rejects, to turn its runtime error into
-feedback — and it is what the hostile tests exercise.  Layers, outermost first:
+Not part of the product, and not in the wheel: fecc never runs LLM code — answers are
+parsed into IR by an AST whitelist (:mod:`fecc.llm.answer`) and only the IR is lowered.
+The hostile-input tests (``tests/test_sandbox.py``) use this to show what executing a
+candidate would take, should a future stage need to (e.g. to turn a candidate the
+whitelist rejects into runtime feedback).  Layers, outermost first:
 
 * a separate process in its own process group, killed (the whole group) on timeout;
 * no network: a fresh network namespace (``unshare --net``) when the kernel allows it;

@@ -1,4 +1,4 @@
-"""Parse an LLM answer — ``def f(x, params): ...`` plus a JSON search space — into the IR.
+"""The whitelisted Python subset of an LLM answer's function, parsed into the IR.
 
 Nothing the LLM writes is executed: the function is read with :mod:`ast` and every
 node is checked against a whitelist, then translated node by node into
@@ -55,202 +55,19 @@ from __future__ import annotations
 
 import ast
 import difflib
-import json
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Collection, Mapping
+from typing import Collection
 
-from ..ir import Binary, Const, Expr, Feature, Limits, Param, Unary, Where, validate
+from ..ir import Binary, Const, Expr, Feature, Param, Unary, Where
 from ..ir.nodes import IRTypeError
-from ..ir.validate import IRValidationError
-from .base import ParamRange
+from .answer_text import IMPORT_NOT_ALLOWED, MAX_SOURCE_CHARS, AnswerError
 
-#: Longest answer we hand to :func:`ast.parse` (a cheap guard against pathological input).
-MAX_SOURCE_CHARS = 20_000
 #: Cap on the tree size while inlining locals (``b = a + a; c = b + b; ...`` doubles each line).
 MAX_INLINED_NODES = 2_000
 #: Cap on the number of return paths an ``if`` ladder may create.
 MAX_PATHS = 64
 
-
-class AnswerError(ValueError):
-    """An answer we cannot accept; the message locates the problem for the LLM.
-
-    Attributes
-    ----------
-    reason : the problem in words.
-    line, col : 1-based position in the answer text, when known.
-    """
-
-    def __init__(self, reason: str, *, line: int | None = None, col: int | None = None):
-        self.reason = reason
-        self.line = line
-        self.col = col
-        where = f"line {line}, col {col}: " if line is not None and col is not None else (
-            f"line {line}: " if line is not None else "")
-        super().__init__(where + reason)
-
-
-@dataclass(frozen=True)
-class ParsedAnswer:
-    """A parsed answer: the expression, its search space and what the LLM said it does."""
-
-    expr: Expr
-    space: dict[str, ParamRange]
-    intent: str = ""
-    code: str = ""
-    space_text: str = ""
-    notes: tuple[str, ...] = field(default=())  # harmless things we dropped (unused ranges)
-
-
-# --------------------------------------------------------------------------- answer layout
-
-_FENCE = re.compile(r"^```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
-
-
-def split_answer(text: str) -> tuple[str, int, str, int]:
-    """Cut an answer into ``(code, code_line, space_json, space_line)``.
-
-    ``code_line``/``space_line`` are the 0-based line offsets of each part in ``text``,
-    so errors can point at the line the LLM wrote.  Markdown fences are tolerated; the
-    grammar-constrained form is the function followed by the JSON object on its own line.
-    """
-    if not isinstance(text, str):
-        raise AnswerError(f"the answer must be text, got {type(text).__name__}")
-    if len(text) > MAX_SOURCE_CHARS:
-        raise AnswerError(f"the answer is {len(text)} characters long; the limit is {MAX_SOURCE_CHARS}")
-    blocks = [(m.group(1).lower(), m.group(2), text.count("\n", 0, m.start(2))) for m in _FENCE.finditer(text)]
-    code = next((b for b in blocks if re.search(r"^\s*def\s", b[1], re.M)), None)
-    if code is not None and re.search(r"^\{", code[1], re.M):
-        # one fenced block holding both the function and the JSON: split inside it
-        inner_code, inner_line, inner_space, space_line = _split_plain(code[1])
-        return inner_code, code[2] + inner_line, inner_space, code[2] + space_line
-    if code is not None:
-        rest = [b for b in blocks if b is not code and b[1].lstrip().startswith("{")]
-        if rest:
-            return code[1], code[2], rest[0][1], rest[0][2]
-        # the JSON may follow the code block unfenced
-        tail_start = text.find("```", text.find(code[1]) + len(code[1]))
-        tail = text[tail_start + 3:] if tail_start >= 0 else ""
-        brace = tail.find("{")
-        if brace < 0:
-            raise AnswerError("no JSON search space found after the function")
-        pos = tail_start + 3 + brace
-        return code[1], code[2], text[pos:], text.count("\n", 0, pos)
-    return _split_plain(text)
-
-
-def _split_plain(text: str) -> tuple[str, int, str, int]:
-    """:func:`split_answer` for text without fences: the function, then the JSON."""
-    m = re.search(r"^[ \t]*def[ \t]", text, re.M)
-    if m is None:
-        raise AnswerError("no function found: the answer must start with `def f(x, params):`")
-    start = m.start()
-    # prose before the function is tolerated, Python statements are not: an import the
-    # model put above `def` would otherwise slip past the whitelist unseen
-    for i, line in enumerate(text[:start].split("\n")):
-        if re.match(r"^\s*(import\s|from\s+\S+\s+import\s|@)", line):
-            raise AnswerError(_NOT_ALLOWED[ast.Import] if not line.lstrip().startswith("@")
-                              else "decorators are not allowed", line=i + 1, col=1)
-    # the function ends at the first non-blank line that starts in column 0 after the def line
-    lines = text[start:].split("\n")
-    end_line = len(lines)
-    for i, line in enumerate(lines[1:], 1):
-        if line.strip() and not line[0].isspace() and not line.startswith("#"):
-            end_line = i
-            break
-    code = "\n".join(lines[:end_line])
-    code_line = text.count("\n", 0, start)
-    rest = "\n".join(lines[end_line:])
-    brace = rest.find("{")
-    if brace < 0:
-        raise AnswerError("no JSON search space found after the function", line=code_line + end_line + 1)
-    pos = start + len(code) + 1 + brace
-    # prose between the function and the JSON is tolerated; more Python is not (it
-    # would otherwise be silently ignored)
-    for i, line in enumerate(rest[:brace].split("\n")):
-        if re.match(r"^\s*(def|class|import|from|return|if|for|while|with|try|@)\b", line):
-            raise AnswerError("define exactly one function, `f`, and nothing else before the JSON search space",
-                              line=code_line + end_line + i + 1, col=1)
-    return code, code_line, text[pos:], text.count("\n", 0, pos)
-
-
-# --------------------------------------------------------------------------- search space
-
-_KNOWN_KEYS = {"low", "high", "log", "init"}
-
-
-def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AnswerError(f"{what} must be a number, got {json.dumps(value)}")
-    if not math.isfinite(value):
-        raise AnswerError(f"{what} must be finite, got {value}")
-    return float(value)
-
-
-def parse_space(text: str, *, line_offset: int = 0) -> tuple[dict[str, ParamRange], str]:
-    """Parse the JSON search space; returns the ranges and the JSON text that was read.
-
-    Accepted per parameter: ``{"low": a, "high": b}`` with optional ``"log": bool`` and
-    ``"init": v`` (a warm start inside the range), or the short form ``[a, b]``.  The
-    object may be wrapped as ``{"params": {...}}`` or ``{"space": {...}}``.
-    """
-
-    def no_duplicates(pairs):
-        seen = {}
-        for key, value in pairs:
-            if key in seen:
-                raise AnswerError(f"parameter {key!r} appears twice in the JSON search space")
-            seen[key] = value
-        return seen
-
-    stripped = text.lstrip()
-    skipped = text[: len(text) - len(stripped)].count("\n")
-    try:
-        obj, end = json.JSONDecoder(object_pairs_hook=no_duplicates).raw_decode(stripped)
-    except json.JSONDecodeError as exc:
-        raise AnswerError(f"the search space is not valid JSON: {exc.msg}",
-                          line=line_offset + skipped + exc.lineno, col=exc.colno) from None
-    trailing = stripped[end:].strip().strip("`").strip()
-    if trailing:
-        raise AnswerError(f"unexpected text after the JSON search space: {trailing[:40]!r}")
-    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("params", "space", "search_space"):
-        obj = next(iter(obj.values()))
-    if not isinstance(obj, dict):
-        raise AnswerError("the search space must be a JSON object {\"name\": {\"low\": ..., \"high\": ...}}")
-    space: dict[str, ParamRange] = {}
-    for name, spec in obj.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            raise AnswerError(f"parameter name {name!r} is not an identifier")
-        if isinstance(spec, list):
-            if len(spec) != 2:
-                raise AnswerError(f"range of {name!r} must be [low, high], got {len(spec)} numbers")
-            spec = {"low": spec[0], "high": spec[1]}
-        if not isinstance(spec, dict):
-            raise AnswerError(f"range of {name!r} must be an object {{\"low\": ..., \"high\": ...}}")
-        unknown = set(spec) - _KNOWN_KEYS
-        if unknown:
-            raise AnswerError(f"range of {name!r} has unknown key(s) {sorted(unknown)}; use low, high, log, init")
-        if "low" not in spec or "high" not in spec:
-            raise AnswerError(f"range of {name!r} needs both \"low\" and \"high\"")
-        low = _number(spec["low"], f"{name}.low")
-        high = _number(spec["high"], f"{name}.high")
-        log = spec.get("log", False)
-        if not isinstance(log, bool):
-            raise AnswerError(f"{name}.log must be true or false")
-        init = _number(spec["init"], f"{name}.init") if spec.get("init") is not None else None
-        if not low < high:
-            raise AnswerError(f"range of {name!r} is empty: low {low} must be below high {high}")
-        if log and low <= 0:
-            raise AnswerError(f"range of {name!r} is log-scaled, so low must be > 0 (got {low})")
-        if init is not None and not low <= init <= high:
-            raise AnswerError(f"{name}.init {init} is outside [{low}, {high}]")
-        space[name] = ParamRange(low, high, log, init)
-    return space, stripped[:end]
-
-
-# --------------------------------------------------------------------------- function body
 
 _PREFIXES = ("", "np.", "numpy.", "math.")
 _LN2, _LN10 = math.log(2.0), math.log(10.0)
@@ -305,8 +122,8 @@ _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div"}
 _AUGOPS = _BINOPS
 _CMPOPS = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq", ast.NotEq: "ne"}
 _NOT_ALLOWED = {
-    ast.Import: "imports are not allowed (the functions need no import)",
-    ast.ImportFrom: "imports are not allowed (the functions need no import)",
+    ast.Import: IMPORT_NOT_ALLOWED,
+    ast.ImportFrom: IMPORT_NOT_ALLOWED,
     ast.For: "loops are not allowed; write one closed-form expression",
     ast.While: "loops are not allowed; write one closed-form expression",
     ast.AsyncFor: "loops are not allowed",
@@ -718,12 +535,12 @@ def parse_function(code: str, *, features: Collection[str] | None = None, line_o
     AnswerError
         The first construct outside the whitelist, with its line and column.
     """
-    return _parse_function_notes(code, features=features, line_offset=line_offset)[0]
+    return parse_function_notes(code, features=features, line_offset=line_offset)[0]
 
 
-def _parse_function_notes(code: str, *, features: Collection[str] | None,
+def parse_function_notes(code: str, *, features: Collection[str] | None,
                           line_offset: int) -> tuple[Expr, list[str]]:
-    """:func:`parse_function`, plus the repairs it made."""
+    """:func:`parse_function`, plus the repairs it made (notes for :class:`~fecc.llm.answer.ParsedAnswer`)."""
     if len(code) > MAX_SOURCE_CHARS:
         raise AnswerError(f"the function is {len(code)} characters long; the limit is {MAX_SOURCE_CHARS}")
     try:
@@ -743,7 +560,9 @@ def _parse_function_notes(code: str, *, features: Collection[str] | None,
 _INTENT = re.compile(r"#\s*intent\s*:\s*(.+)$", re.I | re.M)
 
 
-def _intent(code: str) -> str:
+def intent_of(code: str) -> str:
+    """What the answer says its function does: the ``# intent:`` comment, else the
+    docstring's first line, else the first comment (decoration only, never parsed)."""
     m = _INTENT.search(code)
     if m:
         return m.group(1).strip()
@@ -756,122 +575,3 @@ def _intent(code: str) -> str:
         return doc.strip().splitlines()[0]
     m = re.search(r"^\s*#\s*(.+)$", code, re.M)
     return m.group(1).strip() if m else ""
-
-
-@dataclass(frozen=True)
-class RangeInference:
-    """What is known to fill a range the answer forgot (see :func:`infer_range`).
-
-    ``feature_ranges``: feature -> (min, max) of its values in the region;
-    ``scale``: half-width of a correction weight's range (margin units).
-    """
-
-    feature_ranges: Mapping[str, tuple[float, float]]
-    scale: float = 3.0
-
-
-_LOCATION_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne", "sub"})
-
-
-def infer_range(expr: Expr, name: str, hints: RangeInference) -> tuple[ParamRange, str] | None:
-    """A range for parameter ``name`` from how ``expr`` uses it, with the reason.
-
-    A parameter compared with a feature, or subtracted from one (``x["f"] > p``,
-    ``x["f"] - p``), is a location on that feature: its range is the feature's range in
-    the region.  A parameter used in no such place is a weight or an offset of the
-    correction: ``[-scale, scale]`` starting at 0.  A location on a feature whose range
-    is unknown (or a single value) gets no range: ``None``, and the answer is refused.
-    """
-    located: set[str] = set()
-    for node in expr.walk():
-        if isinstance(node, Binary) and node.op in _LOCATION_OPS:
-            pair = {type(node.a): node.a, type(node.b): node.b}
-            p, f = pair.get(Param), pair.get(Feature)
-            if p is not None and f is not None and p.name == name:
-                located.add(f.name)
-    if located:
-        lows, highs = [], []
-        for f in sorted(located):
-            lo, hi = hints.feature_ranges.get(f, (math.nan, math.nan))
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                return None
-            lows.append(lo)
-            highs.append(hi)
-        low, high = min(lows), max(highs)
-        return (ParamRange(low, high, init=(low + high) / 2),
-                f"parameter {name!r} had no range; a location on {', '.join(sorted(located))}: "
-                f"its range in the region [{low:g}, {high:g}]")
-    s = float(hints.scale)
-    return ParamRange(-s, s, init=0.0), f"parameter {name!r} had no range; a weight: [{-s:g}, {s:g}] from 0"
-
-
-def parse_answer(
-    text: str,
-    *,
-    features: Collection[str] | None = None,
-    frozen: Mapping[str, float] | Collection[str] = (),
-    limits: Limits | None = Limits(),
-    default_range: ParamRange | None = None,
-    infer: RangeInference | None = None,
-) -> ParsedAnswer:
-    """Parse a whole answer (function + JSON space) and check it is usable.
-
-    Parameters
-    ----------
-    text : the LLM's answer.
-    features : feature names the function may read (``None``: any).
-    frozen : names of parameters that already have a value (the current expert's);
-        they may be used without a range.
-    limits : size caps passed to :func:`fecc.ir.validate`.
-    default_range : when given, a parameter used without a range gets this one (listed
-        in ``notes``) instead of rejecting the answer — small models often forget one.
-    infer : when given, a parameter used without a range first gets one inferred from
-        its use (:func:`infer_range`; listed in ``notes``); ``default_range`` covers the rest.
-
-    Returns
-    -------
-    ParsedAnswer
-        Ranges for parameters the expression does not use are dropped (listed in ``notes``).
-
-    Raises
-    ------
-    AnswerError
-        With a reason suitable as feedback to the LLM.
-    """
-    code, code_line, space_text, space_line = split_answer(text)
-    expr, repairs = _parse_function_notes(code, features=features, line_offset=code_line)
-    space, space_text = parse_space(space_text, line_offset=space_line)
-    from ..ir import params_of
-
-    used = params_of(expr)
-    frozen_names = set(frozen)
-    missing = [p for p in used if p not in space and p not in frozen_names]
-    filled: tuple[str, ...] = ()
-    if missing and infer is not None:
-        still = []
-        for p in missing:
-            got = infer_range(expr, p, infer)
-            if got is None:
-                still.append(p)
-            else:
-                space = {**space, p: got[0]}
-                filled += (got[1],)
-        missing = still
-    if missing and default_range is not None:
-        space = {**space, **{p: default_range for p in missing}}
-        filled += tuple(f"parameter {p!r} had no range; given the default "
-                       f"[{default_range.low:g}, {default_range.high:g}]" for p in missing)
-        missing = []
-    if missing:
-        frozen_hint = (f"; the frozen parameters you may reuse without a range are "
-                       f"{', '.join(sorted(frozen_names))}" if frozen_names else "")
-        raise AnswerError("parameter(s) used but without a range in the JSON search space: "
-                          + ", ".join(repr(p) for p in missing) + frozen_hint)
-    notes = tuple(repairs) + filled + tuple(f"range for unused parameter {p!r} dropped" for p in space
-                                            if p not in used)
-    space = {p: r for p, r in space.items() if p in used}
-    try:
-        validate(expr, features=features, params=set(space) | frozen_names, limits=limits)
-    except IRValidationError as exc:
-        raise AnswerError("the function is not acceptable: " + "; ".join(exc.problems)) from None
-    return ParsedAnswer(expr=expr, space=space, intent=_intent(code), code=code, space_text=space_text, notes=notes)

@@ -1,6 +1,6 @@
 """The sandbox child: limits itself, then runs one untrusted function on a few inputs.
 
-Run only by :func:`fecc.sandbox.run_python` as ``python -I _child.py`` with a JSON job on
+Run only by :func:`sandbox.run_python` (tests/sandbox) as ``python -I _child.py`` with a JSON job on
 stdin.  Order matters: rlimits first (they hold for everything after, and hard = soft so
 the code cannot raise them), then the imports the candidate may use, then dropping root,
 then an audit hook that refuses files, processes, sockets, new imports and further
