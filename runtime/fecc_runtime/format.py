@@ -9,7 +9,9 @@ this module instead of keeping its own copy, and a change to any of it is a chan
 * hashing: every file the manifest lists is named by the sha256 of its bytes;
 * the category rule: how a category value becomes the integer code the trees test;
 * the experts: the names of an expert's emitted functions, what an expert means
-  (:data:`EXPERT_SEMANTICS`), and the interaction-feature layout the aggregator reads.
+  (:data:`EXPERT_SEMANTICS`), and the interaction-feature layout the aggregator reads;
+* the transforms (seed 000): what a transform column is (:data:`TRANSFORM_SEMANTICS`,
+  :func:`round_float32`) and where the transform columns sit (:func:`input_layout`).
 
 Expert semantics (margin space), for expert ``k`` with region predicate ``R_k`` and
 correction ``g_k``::
@@ -17,7 +19,17 @@ correction ``g_k``::
     f_k(x) = base(x) + g_k(x)   if R_k(x)      (g_k NaN or ±inf on a row → 0: the legacy margin)
     f_k(x) = NaN                otherwise       (XGBoost reads NaN as missing)
 
-The aggregator's input is ``concat([x, features(x, base)])`` with
+Transforms (``manifest["transforms"]``, in order ``tf_1, tf_2, …``): each is an IR
+expression over the model's features, computed on the float32-rounded features and
+rounded through float32 itself::
+
+    tf_t(x) = float32(expr_t(float32(x)))      (float64 arithmetic in between)
+
+The experts and the aggregator read the *input row* ``x⁺ = concat([x, tf_1(x), …])``
+(:func:`input_layout`): an expert's ``x[j]`` with ``j >= len(features)`` is a transform;
+the legacy trees read ``x`` alone.  A bundle without transforms has ``x⁺ = x``.
+
+The aggregator's input is ``concat([x⁺, features(x⁺, base)])`` with
 ``features = [base, φ_1, …, φ_K]`` and ``φ_k = [f_k, f_k − base, div(f_k, base)]``, where
 ``div(a, b) = a / (b + 1e-9)`` if ``b >= 0`` else ``a / (b − 1e-9)`` — the IR's safe
 division, so the ratio is finite wherever ``f_k`` is.  Outside its region all three
@@ -40,7 +52,7 @@ from .errors import BundleError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "sha256_file", "sha256_bytes", "category_lookup", "category_code",
     "DIV_EPS", "PHI_SUFFIXES", "safe_div", "interaction_features", "phi_names", "expert_offset",
-    "EXPERT_SEMANTICS", "function_names",
+    "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "input_layout",
 ]
 
 # --------------------------------------------------------------------------- name and version
@@ -164,3 +176,33 @@ def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
         d = deltas[:, k]
         out += np.where(np.isnan(d), 0.0, d)
     return out
+
+# --------------------------------------------------------------------------- transforms
+
+#: What a transform column means, written into the manifest's ``search.transforms``.
+TRANSFORM_SEMANTICS = ("tf(x) = float32(expr(float32(x))), float64 arithmetic in between; "
+                       "the experts and the aggregator read concat([x, tf_1(x), ...])")
+
+
+def round_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded through float32 and back to float64 (overflow to ±inf, NaN kept).
+
+    The one rounding of the format: the features before the experts see them, and each
+    transform's value before the experts and the aggregator see it.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def input_layout(feature_names: Sequence[str], transforms: Sequence[dict] | None) -> list[str]:
+    """Column names of the experts' and the aggregator's input row: the features, then the transforms.
+
+    ``transforms`` is the manifest's ``transforms`` list (each entry has a ``name``).
+    A transform named like a feature is refused: the layout would be ambiguous.
+    """
+    names = [str(n) for n in feature_names]
+    extra = [str(t["name"]) for t in (transforms or ())]
+    clash = sorted(set(names) & set(extra)) or sorted({n for n in extra if extra.count(n) > 1})
+    if clash:
+        raise BundleError(f"transform name(s) {clash} repeat a feature or another transform")
+    return names + extra

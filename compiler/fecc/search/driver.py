@@ -327,20 +327,32 @@ def _outer_fit(j: int) -> tuple[int, np.ndarray, dict]:
     X, y, m, task, options = c["X"], c["y"], c["m"], c["task"], c["options"]
     train, test = folds.train(j), folds.test(j)
     Xtr = X.iloc[train].reset_index(drop=True)
+    Xte = X.iloc[test].reset_index(drop=True)
     inner = _inner_folds(y[train], task, options, seed=options.seed * 7919 + 101 * (j + 1))
     workdir = Path(c["workdir"]) / "outer"
     workdir.mkdir(parents=True, exist_ok=True)
+    derived = None
+    if c.get("refit_features") is not None:
+        # derived features (transforms) chosen on all rows saw this fold's held-out labels:
+        # the fold chooses its own on its training rows alone, from the base features
+        base = list(c["base_features"])
+        fold = c["refit_features"](Xtr[base], y[train], m[train], task, seed=options.seed * 7919 + 101 * (j + 1),
+                                   workdir=workdir / f"fold{j + 1}_features")
+        Xtr, Xte = fold.augment(Xtr[base]), fold.augment(Xte[base])
+        derived = fold.summary()
     with Archive(workdir / f"fold{j + 1}.sqlite", run=f"seed{options.seed}-outer{j + 1}", options=options.to_dict(),
                  started=c["started"]) as archive:
         fitted = search_once(X=Xtr, y=y[train], m=m[train], task=task, inner=inner, proposer=c["proposer"],
                              options=options, archive=archive, deadline=c["deadline"])
-    Xte = X.iloc[test].reset_index(drop=True)
     margin = fitted.margin(Xte, m[test])
     gain = metrics.score(task, y[test], margin) - metrics.score(task, y[test], m[test])
-    return j, margin, {"fold": j, "train_rows": int(train.size), "test_rows": int(test.size),
-                       "experts": len(fitted.experts), "chains": len(fitted.chains),
-                       "aggregator": fitted.aggregator.kind if fitted.aggregator is not None else None,
-                       "gain": round(float(gain), 6) if np.isfinite(gain) else None}
+    info = {"fold": j, "train_rows": int(train.size), "test_rows": int(test.size),
+            "experts": len(fitted.experts), "chains": len(fitted.chains),
+            "aggregator": fitted.aggregator.kind if fitted.aggregator is not None else None,
+            "gain": round(float(gain), 6) if np.isfinite(gain) else None}
+    if derived is not None:
+        info["derived_features"] = derived
+    return j, margin, info
 
 
 def _fork_safe(proposer: Proposer) -> bool:
@@ -383,7 +395,8 @@ def _join_helper(helper) -> list[tuple[int, np.ndarray, dict]]:
 
 def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, task: str, folds: Folds,
                proposer: Proposer, options: SearchOptions, workdir: Path,
-               progress: Callable[[str], None] | None = None) -> SearchResult:
+               progress: Callable[[str], None] | None = None, base_features: list[str] | None = None,
+               refit_features: Callable | None = None) -> SearchResult:
     """Search experts that repair a frozen legacy model, and judge the search on unseen rows.
 
     Parameters
@@ -404,6 +417,13 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
         (e.g. :class:`fecc.progress.Reporter`), that gets a
         :class:`~fecc.search.experts.ChainStep` after every proposal of every chain of the
         search on all rows.
+    base_features, refit_features : when ``X`` holds derived columns (the transforms of
+        seed 000, chosen on all rows) after its ``base_features``: ``refit_features(X_base,
+        y, legacy_margin, task, seed=, workdir=)`` chooses them again on each outer fold's
+        training rows and returns an object with ``augment(X_base) -> X`` and ``summary()``
+        (JSON, recorded as the fold's ``derived_features``); the fold's search and its
+        held-out margin use those columns, so the gate also judges the choice of the
+        derived features on rows it never saw.  Picklable when ``n_workers > 1``.
 
     Returns
     -------
@@ -422,8 +442,10 @@ def run_search(*, X: pd.DataFrame, y: np.ndarray, legacy_margin: np.ndarray, tas
     say(f"search: {inner.k}-fold cross-fitting{f' x {inner.repeats} cuts' if inner.repeats > 1 else ''} over "
         f"{len(X)} rows; the gate reruns it in {folds.n_fits} outer folds")
 
+    if refit_features is not None and not base_features:
+        raise ValueError("refit_features needs base_features, the columns it starts from")
     payload = dict(folds=folds, X=X, y=y, m=m, task=task, options=options, proposer=proposer, workdir=str(workdir),
-                   deadline=deadline, started=started)
+                   deadline=deadline, started=started, base_features=base_features, refit_features=refit_features)
     _init_outer(payload)
     outer_margin = np.zeros((folds.repeats, folds.n))
     outer: list[dict] = [{}] * folds.n_fits
