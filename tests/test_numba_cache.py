@@ -19,14 +19,14 @@ from fecc.search import function_names
 
 from test_numba_parity import EXPERTS, FEATURES
 
+pytestmark = pytest.mark.backend_numba
+
 pytest.importorskip("numba")
 
 CHILD = r"""
 import json, sys
 import numpy as np
 from fecc_runtime.experts import ExpertSet
-
-pytestmark = pytest.mark.backend_numba
 entries = json.loads(sys.argv[2])
 es = ExpertSet(sys.argv[1], entries, "experts.py", use_numba=True)
 X = np.linspace(-3, 3, 40).reshape(10, 4)[:, :3].copy()
