@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .errors import CompileError, UserError
-from .options import CATEGORY_MODES, EMITS, SEARCHES, TREE_TARGETS
+from .options import CATEGORY_MODES, EMITS, SEARCHES, TRANSFORM_SEARCHES, TREE_TARGETS
 
 
 def _progress(quiet: bool):
@@ -40,11 +40,11 @@ def _run(fn):
         sys.exit(130)
 
 
-def _parse_set(values: tuple[str, ...]) -> dict:
+def _parse_set(values: tuple[str, ...], flag: str = "--set") -> dict:
     out = {}
     for item in values:
         if "=" not in item:
-            raise UserError(f"--set expects NAME=VALUE, got {item!r}")
+            raise UserError(f"{flag} expects NAME=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         try:
             out[key.strip()] = json.loads(raw)
@@ -82,6 +82,11 @@ def main():
 @click.option("--iterations", default=None, type=int, help="Successful iterations per expert chain.")
 @click.option("--time-budget", default=None, type=float, help="Wall-clock budget of the search, seconds.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE", help="Any search option, e.g. --set optuna_trials=30.")
+@click.option("--transforms", type=click.Choice(TRANSFORM_SEARCHES), default="none", show_default=True,
+              help="teaming: search new features (postfix programs over the columns, seed 000) that the experts "
+                   "and the aggregator read, lowered into the bundle; none: the model's features only.")
+@click.option("--transform-option", "transform_settings", multiple=True, metavar="NAME=VALUE",
+              help="Any transform search option, e.g. --transform-option rounds=2.")
 @click.option("--trees", type=click.Choice(list(TREE_TARGETS)), default="c", show_default=True,
               help="Tree target: " + " or ".join(f"{t.name} ({t.help})" for t in TREE_TARGETS.values()) + ".")
 @click.option("--emit", type=click.Choice(EMITS), default="native", show_default=True,
@@ -97,7 +102,8 @@ def main():
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def compile_cmd(model, data, out, target, feature_names, search, llm, record, llm_max_calls, llm_max_tokens,
                 llm_max_seconds, llm_temperature, seed, regions, iterations,
-                time_budget, settings, trees, emit, categories, sign_key, force, quiet):
+                time_budget, settings, transforms, transform_settings, trees, emit, categories, sign_key, force,
+                quiet):
     """Compile MODEL (XGBoost JSON or LightGBM model.txt) with labelled DATA (parquet/CSV) into a bundle."""
     import fecc
 
@@ -111,7 +117,8 @@ def compile_cmd(model, data, out, target, feature_names, search, llm, record, ll
                                    seed=seed, force=force, search_options=extra, llm_max_calls=llm_max_calls,
                                    llm_max_tokens=llm_max_tokens, llm_max_seconds=llm_max_seconds,
                                    llm_temperature=llm_temperature, trees=trees, categories=categories,
-                                   sign_key=sign_key, emit=emit)
+                                   sign_key=sign_key, emit=emit, transforms=transforms,
+                                   transform_options=_parse_set(transform_settings, "--transform-option"))
         summary = fecc.compile(model, data, out, opts, progress=_progress(quiet))
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
 

@@ -7,8 +7,11 @@
   (:class:`Inputs`); the search's folds are checked here, before any expensive step;
 * the legacy trees, lowered by the chosen :class:`~fecc.options.TreeTarget` (a manifest
   entry, from the lowering);
-* :func:`run_search_stage` — the NSR search (seed 004), the experts' numba module and
-  the aggregator's trees (:class:`SearchStage`);
+* :func:`run_transform_stage` — with ``--transforms teaming``, the transformation search
+  (seed 000) on all compile rows: the chosen transforms and the rows with their columns
+  appended (:class:`TransformStage`);
+* :func:`run_search_stage` — the NSR search (seed 004) over those rows, the experts'
+  numba module and the aggregator's trees (:class:`SearchStage`);
 * :func:`lower_ensemble_stage` — the C ensemble library and/or ``model.onnx``
   (:class:`Lowered`);
 * the parity vectors;
@@ -33,8 +36,8 @@ from .frontend import Dataset, load_forest, load_legacy_model, prepare, read_tab
 from .frontend.table import check_search_target
 from .options import CompileOptions
 
-__all__ = ["compile_bundle", "CompileOptions", "Inputs", "SearchStage", "Lowered", "build_manifest",
-           "read_inputs", "run_search_stage", "lower_ensemble_stage", "workdir_for"]
+__all__ = ["compile_bundle", "CompileOptions", "Inputs", "TransformStage", "SearchStage", "Lowered", "build_manifest",
+           "read_inputs", "run_transform_stage", "run_search_stage", "lower_ensemble_stage", "workdir_for"]
 
 Progress = Callable[[str], None]
 
@@ -42,6 +45,8 @@ Progress = Callable[[str], None]
 PARITY_ROWS = 48
 #: Absolute tolerance of the parity replay, in output space.
 PARITY_ATOL = 1e-6
+#: A finite feature value whose square overflows float32 (parity rows of a bundle with transforms).
+HUGE = 1e38
 
 
 def workdir_for(out: Path) -> Path:
@@ -109,6 +114,75 @@ def read_inputs(model_path: str | Path, data_path: str | Path, options: CompileO
                   table=df, ds=ds, X=_float32_view(ds.X))
 
 
+def _legacy_margin(legacy, X: pd.DataFrame) -> np.ndarray:
+    """The compiled legacy engine's margin on ``X`` (what the searches repair)."""
+    return np.asarray(legacy.predict(np.ascontiguousarray(X.to_numpy(), dtype=np.float32), margin=True),
+                      dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+#: Keys of the transform search's statistics that are wall times: the compile summary
+#: gets them, the manifest does not (the same inputs and seed must give the same bytes).
+_TRANSFORM_TIMES = ("seconds", "timings")
+
+
+@dataclass(frozen=True)
+class TransformStage:
+    """What the transformation search (seed 000) chose on all compile rows.
+
+    Attributes
+    ----------
+    result : the search's :class:`~fecc.transforms.TransformResult`.
+    X : the compile rows as the expert search sees them: the features, then the chosen
+        transforms' served columns (:func:`fecc.transforms.stage.augment`).
+    refit : the same search as the gate reruns it in each outer fold
+        (:class:`~fecc.transforms.stage.TransformRefit`).
+    """
+
+    result: Any
+    X: pd.DataFrame
+    refit: Any
+
+    @property
+    def transforms(self) -> tuple:
+        return tuple(self.result.transforms)
+
+    def stats(self) -> dict:
+        """``search.transforms`` of the manifest: counts, the decoder mix λ, the choice; no wall times."""
+        from fecc_runtime.format import TRANSFORM_SEMANTICS
+
+        stats = {k: v for k, v in self.result.stats.items() if k not in _TRANSFORM_TIMES}
+        return {**stats, "semantics": TRANSFORM_SEMANTICS, "chosen_postfix": [t.postfix for t in self.transforms],
+                "options": self.result.options.to_dict()}
+
+    def summary(self) -> dict:
+        """Run facts for the compile summary: the counts and the wall times."""
+        st = self.result.stats
+        return {"chosen": len(self.transforms), "generated": st["generated"], "evaluated": st["evaluated"],
+                "ranked_out": st["ranked_out"], "seconds": st["seconds"], "timings": dict(st["timings"])}
+
+
+def run_transform_stage(inputs: Inputs, legacy, out: Path, options: CompileOptions, say: Progress) -> TransformStage:
+    """Search postfix transforms (seed 000) on all compile rows against the compiled legacy margin."""
+    from .transforms import search_transforms
+    from .transforms.stage import TransformRefit, augment
+
+    topts = options.transform_options
+    workdir = workdir_for(out)
+    workdir.mkdir(parents=True, exist_ok=True)
+    say(f"transforms: teaming search ({topts.decoder} decoder, λ = {topts.effective_lambda:g}) on "
+        f"{len(inputs.X)} rows")
+    result = search_transforms(inputs.X, inputs.ds.y, _legacy_margin(legacy, inputs.X), inputs.model.task, None,
+                               topts, workdir=workdir, progress=say)
+    st = result.stats
+    chosen = ", ".join(f"{t.name} = {t.math}" for t in result.transforms) or "none"
+    say(f"transforms: {st['generated']} generated, {st['invalid']} invalid, {st['evaluated']} evaluated, "
+        f"{st['ranked_out']} ranked out, {st['seconds']:.1f} s; chosen: {chosen}")
+    return TransformStage(result=result, X=augment(result.transforms, inputs.X), refit=TransformRefit(topts))
+
+
 # --------------------------------------------------------------------------- search
 
 
@@ -127,6 +201,8 @@ class SearchStage:
     aggregator_trees : manifest entry of the aggregator's lowered trees (``None``: no trees).
     summary : run facts for the compile summary, not the manifest.
     aggregator_forest : the aggregator booster as the forest IR (``None``: no trees).
+    transforms : the transforms the experts and the aggregator read (empty: the features alone);
+        they ship with the experts, or not at all.
     """
 
     result: Any
@@ -136,6 +212,7 @@ class SearchStage:
     aggregator_trees: dict | None
     summary: dict
     aggregator_forest: Any = None
+    transforms: tuple = ()
 
     @property
     def shipped(self) -> bool:
@@ -151,23 +228,43 @@ class SearchStage:
         xgboost), for the parity vectors; ``None`` when the gate kept the legacy model."""
         if not self.shipped:
             return None
+        if self.transforms:
+            from .transforms.stage import augment
+
+            # the transforms' served columns by the IR's numpy evaluator, then the experts and aggregator
+            return lambda P: self.result.predict_margin(augment(self.transforms, P), reference_margin(inputs.model, P))
         return lambda P: self.result.predict_margin(P, reference_margin(inputs.model, P))
 
+    @property
+    def shipped_transforms(self) -> tuple:
+        """The transforms in the bundle: those the search read, when the gate lets the ensemble through."""
+        return self.transforms if self.shipped else ()
 
-def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOptions, say: Progress) -> SearchStage:
+
+def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOptions, say: Progress,
+                     transforms: TransformStage | None = None) -> SearchStage:
     """Search experts (seed 004) against the compiled ``legacy`` engine; lower what the gate lets through:
-    the experts into one numba module (``experts/experts.py``), the aggregator's trees by the tree target."""
+    the experts (and the transforms they and the aggregator read) into one numba module
+    (``experts/experts.py``), the aggregator's trees by the tree target.
+
+    With ``transforms`` the search runs on the rows with the transforms' columns appended, and the
+    gate reruns the transform search in each outer fold (:func:`fecc.search.run_search`'s
+    ``refit_features``), so its out-of-fold test judges the transforms' choice too."""
     from .llm.llm_proposer import Budget
     from .llm.registry import make_proposer
     from .lower.numba_backend import write_module
     from .search import run_search
     from .search.crossfit import gate_folds
 
-    model, ds, X = inputs.model, inputs.ds, inputs.X
+    model, ds = inputs.model, inputs.ds
+    X = transforms.X if transforms is not None else inputs.X
+    chosen = transforms.transforms if transforms is not None else ()
+    features = {}
+    if transforms is not None:
+        features = dict(base_features=[str(c) for c in inputs.X.columns], refit_features=transforms.refit)
     sopts = options.search_options
     folds = gate_folds(ds.y, task=model.task, k=sopts.gate_folds, inner_k=sopts.n_folds, seed=options.seed)
-    margin = np.asarray(legacy.predict(np.ascontiguousarray(X.to_numpy(), dtype=np.float32), margin=True),
-                        dtype=np.float64)
+    margin = _legacy_margin(legacy, inputs.X)
     budget = Budget(max_calls=options.llm_max_calls, max_tokens=options.llm_max_tokens,
                     max_seconds=options.llm_max_seconds)
     proposer = make_proposer(options.llm, record=options.record, seed=options.seed, budget=budget,
@@ -177,13 +274,14 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     workdir = workdir_for(out)
     workdir.mkdir(parents=True, exist_ok=True)
     result = run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, folds=folds, proposer=proposer,
-                        options=sopts, workdir=workdir, progress=say)
+                        options=sopts, workdir=workdir, progress=say, **features)
     slots = result.to_manifest()
     experts_module = aggregator_trees = aggregator_forest = None
     if result.shipped:
         say(f"gate: ensemble ships ({len(result.experts)} expert(s)); lowering experts to numba")
         module_dir = bw.path("experts/experts.py").parent
-        experts_module = "experts/" + write_module(result.experts, list(ds.feature_names), module_dir)["path"]
+        experts_module = "experts/" + write_module(result.experts, list(ds.feature_names), module_dir,
+                                                   transforms=chosen)["path"]
         agg_json = result.save_aggregator(workdir / "aggregator.json")
         if agg_json is not None:
             target = options.tree_target
@@ -205,7 +303,8 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     if result.archive_path is not None:
         say(f"experience archive: {result.archive_path}")
     return SearchStage(result=result, slots=slots, proposer=proposer_slot, experts_module=experts_module,
-                       aggregator_trees=aggregator_trees, summary=summary, aggregator_forest=aggregator_forest)
+                       aggregator_trees=aggregator_trees, summary=summary, aggregator_forest=aggregator_forest,
+                       transforms=chosen)
 
 
 # --------------------------------------------------------------------------- lower the ensemble
@@ -237,6 +336,7 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
     experts = search.slots["experts"] if search is not None else []
     aggregator = (search.slots["aggregator"] if search is not None else None) or {}
     aggregator_forest = search.aggregator_forest if search is not None else None
+    transforms = search.shipped_transforms if search is not None else ()
     base_margin = aggregator.get("base_margin", "legacy+experts")
     model, feature_names = inputs.model, list(inputs.ds.feature_names)
     engine = ensemble = onnx_model = None
@@ -250,7 +350,8 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
             say("lowering experts, aggregator and legacy trees to one C library (ensemble/ensemble.so)")
             ensemble = lower_ensemble(
                 bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
-                feature_names=feature_names, base_margin=base_margin, aggregator=aggregator_forest)
+                feature_names=feature_names, base_margin=base_margin, aggregator=aggregator_forest,
+                transforms=transforms)
             engine = "c"
         if clock is not None:
             clock.done("lower_ensemble")
@@ -260,7 +361,8 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
         say("lowering the whole ensemble to one ONNX graph (model.onnx)")
         onnx_model = lower_onnx_graph(
             bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
-            feature_names=feature_names, link=model.link, base_margin=base_margin, aggregator=aggregator_forest)
+            feature_names=feature_names, link=model.link, base_margin=base_margin, aggregator=aggregator_forest,
+            transforms=transforms)
         if clock is not None:
             clock.done("lower_onnx")
     return Lowered(experts_engine=engine, ensemble=ensemble, onnx_model=onnx_model)
@@ -270,7 +372,7 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
 
 
 def build_manifest(*, inputs: Inputs, options: CompileOptions, legacy: dict, search: SearchStage | None,
-                   lowered: Lowered, parity: dict) -> dict:
+                   lowered: Lowered, parity: dict, transforms: TransformStage | None = None) -> dict:
     """``manifest.json`` (without its file list, which :meth:`BundleWriter.publish` adds) from the stages' results.
 
     The one place that knows the manifest's layout; it holds the gate and its metrics
@@ -307,6 +409,10 @@ def build_manifest(*, inputs: Inputs, options: CompileOptions, legacy: dict, sea
             aggregator = {**aggregator, "trees": search.aggregator_trees}
         manifest.update(experts=slots["experts"], aggregator=aggregator, gate=slots["gate"],
                         search={**slots["search"], "proposer": search.proposer})
+        # the transforms ship with the experts (the legacy trees never read them)
+        manifest["transforms"] = [t.to_dict() for t in search.shipped_transforms]
+    if transforms is not None:
+        manifest.setdefault("search", {})["transforms"] = {**transforms.stats(), "shipped": bool(manifest["transforms"])}
         if search.experts_module is not None:
             manifest["experts_module"] = search.experts_module
     return manifest
@@ -370,20 +476,25 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
         legacy = tree_engine(bw.root, legacy_entry)
         clock.done("lower_legacy")
 
-        search = None
+        search = transforms = None
         metrics: dict = {}
+        if options.transforms == "teaming":
+            transforms = run_transform_stage(inputs, legacy, out, options, say)
+            metrics["transforms"] = transforms.summary()
+            clock.done("transforms")
         if options.search == "nsr":
-            search = run_search_stage(inputs, legacy, bw, out, options, say)
+            search = run_search_stage(inputs, legacy, bw, out, options, say, transforms=transforms)
             metrics.update(search.summary)
             clock.done("search")
         lowered = lower_ensemble_stage(inputs, search, bw, out, options, say, clock)
 
         # parity vectors: reference outputs from xgboost (+ IR evaluator and xgboost for experts)
         reference = search.reference_margin(inputs) if search is not None else None
-        parity = _parity(bw, inputs, reference, options.seed)
+        parity = _parity(bw, inputs, reference, options.seed,
+                         transforms=search.shipped_transforms if search is not None else ())
         clock.done("parity")
         manifest = build_manifest(inputs=inputs, options=options, legacy=legacy_entry, search=search,
-                                  lowered=lowered, parity=parity)
+                                  lowered=lowered, parity=parity, transforms=transforms)
         _write_report(bw, manifest, inputs=inputs, legacy=legacy, reference=reference,
                       bundle_oof=search.oof_margin if search is not None else None, out=out)
         say("report: report.html, report.md")
@@ -400,11 +511,11 @@ def compile_bundle(model_path: str | Path, data_path: str | Path, out: str | Pat
     return summary
 
 
-def _parity(bw, inputs: Inputs, reference, seed: int) -> dict:
+def _parity(bw, inputs: Inputs, reference, seed: int, transforms: tuple = ()) -> dict:
     """Parity vectors: compile rows (and edge rows) with the reference outputs, for the runtime's replay."""
     from fecc_runtime import apply_link
 
-    P = _parity_inputs(inputs.X, seed)
+    P = _parity_inputs(inputs.X, seed, infinities=bool(transforms))
     margin_ref = reference_margin(inputs.model, P) if reference is None else reference(P)
     expected = apply_link(margin_ref, inputs.model.link)
     rows = P.to_numpy(dtype=np.float64)
@@ -464,13 +575,25 @@ def _float32_view(X: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _parity_inputs(X: pd.DataFrame, seed: int) -> pd.DataFrame:
+def _parity_inputs(X: pd.DataFrame, seed: int, infinities: bool = False) -> pd.DataFrame:
+    """Parity rows: compile rows, then an all-missing and an all-zero row; with ``infinities``
+    (a bundle with transforms, whose values overflow float32 and become NaN) also rows of ±1e38
+    and rows with one feature each NaN, +1e38 or -1e38, so every engine's replay covers them
+    (not ±inf itself: XGBoost, the legacy trees' reference, refuses infinite inputs)."""
     rng = np.random.default_rng(seed + 7919)
     idx = np.sort(rng.choice(len(X), size=min(PARITY_ROWS, len(X)), replace=False))
     rows = X.iloc[idx].reset_index(drop=True)
     edge = pd.DataFrame([rows.iloc[0]] * 2).reset_index(drop=True)
     edge.loc[0, :] = np.nan   # every feature missing
     edge.loc[1, :] = 0.0
+    if infinities:
+        more = pd.DataFrame([rows.iloc[i % len(rows)] for i in range(2 + 3 * X.shape[1])]).reset_index(drop=True)
+        more.iloc[0, :] = HUGE
+        more.iloc[1, :] = -HUGE
+        for j in range(X.shape[1]):
+            for k, v in enumerate((np.nan, HUGE, -HUGE)):
+                more.iloc[2 + 3 * j + k, j] = v
+        edge = pd.concat([edge, more], ignore_index=True)
     return pd.concat([rows, edge], ignore_index=True)
 
 

@@ -20,6 +20,7 @@ from .errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .search.options import SearchOptions
+    from .transforms.options import TransformOptions
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ TREE_TARGETS: dict[str, TreeTarget] = {t.name: t for t in (
 
 #: ``--search``: NSR-Boost experts (seed 004), or the legacy model alone.
 SEARCHES = ("nsr", "none")
+#: ``--transforms``: the teaming transformation search (seed 000) before the experts, or none.
+TRANSFORM_SEARCHES = ("none", "teaming")
 #: ``--emit``: what the runtime scores (compiled C, or also the one ONNX graph).
 EMITS = ("native", "onnx")
 #: ``--categories``: categorical columns hold category values or the model's integer codes.
@@ -118,6 +121,12 @@ class CompileOptions:
         one library, :mod:`fecc.lower.ensemble`) or ``"onnx"`` (also ``model.onnx``, the whole ensemble
         and its link as one graph that onnxruntime alone scores, :mod:`fecc.lower.onnx_graph`; the
         runtime then scores with it).
+    transforms : ``"none"`` or ``"teaming"``: the transformation search of seed 000 runs before the
+        experts, and the transforms it chooses (``tf_1`` …) become numeric features the experts and the
+        aggregator read (and the gate, rerunning the choice in each outer fold, judges); needs
+        ``search="nsr"``.  See :mod:`fecc.transforms`.
+    transform_options : the transform search's options: a :class:`fecc.transforms.TransformOptions`
+        or a mapping of them by name (``--transform-option``), with ``seed`` as the default seed.
     """
 
     target: str | None = None
@@ -136,9 +145,14 @@ class CompileOptions:
     categories: str = "values"
     sign_key: str | None = None
     emit: str = "native"
+    transforms: str = "none"
+    transform_options: "TransformOptions | Mapping[str, Any]" = field(default_factory=dict)
 
     def __post_init__(self):
         _check_choice("--search", self.search, SEARCHES)
+        _check_choice("--transforms", self.transforms, TRANSFORM_SEARCHES)
+        if self.transforms != "none" and self.search == "none":
+            raise UserError("--transforms teaming feeds the expert search: it needs --search nsr")
         for flag, value in (("--llm-max-calls", self.llm_max_calls), ("--llm-max-tokens", self.llm_max_tokens),
                             ("--llm-max-seconds", self.llm_max_seconds)):
             if value is not None and not value > 0:
@@ -152,6 +166,7 @@ class CompileOptions:
 
         check_spec(self.llm, record=self.record)
         object.__setattr__(self, "search_options", _search_options(self.search_options, self.seed))
+        object.__setattr__(self, "transform_options", _transform_options(self.transform_options, self.seed))
 
     @property
     def tree_target(self) -> TreeTarget:
@@ -167,3 +182,14 @@ def _search_options(value, seed: int) -> "SearchOptions":
         return SearchOptions.from_dict({"seed": seed, **dict(value or {})})
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad search option: {exc}") from None
+
+
+def _transform_options(value, seed: int) -> "TransformOptions":
+    from .transforms.options import TransformOptions
+
+    if isinstance(value, TransformOptions):
+        return value
+    try:
+        return TransformOptions.from_dict({"seed": seed, **dict(value or {})})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad transform option: {exc}") from None
