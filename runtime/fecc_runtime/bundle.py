@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import BundleError
 # the format contract (re-exported: callers know these names from this module)
-from .format import FORMAT, FORMAT_VERSION, category_code, category_lookup, sha256_file  # noqa: F401
+from .format import FORMAT, FORMAT_VERSION, category_code, category_lookup, input_layout, sha256_file  # noqa: F401
 
 
 def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
@@ -142,6 +142,9 @@ class Bundle:
         }
         self.link = self.task["link"]
         self.engine = choose_engine(manifest, engine)
+        # the experts' input row: the features, then the transforms (format.input_layout checks the names)
+        self.transform_names = tuple(input_layout(self.feature_names, manifest.get("transforms"))[
+            len(self.feature_names):])
         self._experts = None
         self._ensemble = None
         self._graph = None
@@ -191,7 +194,8 @@ class Bundle:
             from .experts import ExpertLoadError, ExpertSet
 
             try:
-                self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"])
+                self._experts = ExpertSet(path, manifest["experts"], manifest["experts_module"],
+                                          transform_names=[t["name"] for t in manifest.get("transforms") or ()])
             except ExpertLoadError as exc:
                 raise BundleError(str(exc)) from None
 
@@ -318,8 +322,9 @@ class Bundle:
         margin = np.asarray(self._legacy.predict(X, margin=True), dtype=np.float64)
         if self._experts is None:
             return margin
-        # experts are fitted on, and always see, float32-rounded features
-        X64 = np.ascontiguousarray(X, dtype=np.float32).astype(np.float64)
+        # experts are fitted on, and always see, float32-rounded features (and the transforms
+        # computed from them, each rounded through float32: the input row of the format)
+        X64 = self._experts.input_rows(np.ascontiguousarray(X, dtype=np.float32).astype(np.float64))
         phi = self._experts.features(X64, margin)
         out = margin + self._experts.offset(phi) if self._offset else margin.copy()
         if self._aggregator is not None:

@@ -83,6 +83,9 @@ class CompiledEnsemble:
                  "fecc_legacy_node_feat_bits", "fecc_legacy_num_feature"]
         if aggregator is not None:
             names += ["fecc_agg_node_size", "fecc_agg_node_feat_bits", "fecc_agg_num_feature"]
+        self.transforms = list(entry.get("transforms") or ())
+        if self.transforms:  # the library computes the transforms itself (and says how many)
+            names.append("fecc_ensemble_num_transforms")
         got = {}
         for fn in names:
             f = getattr(lib, fn)
@@ -92,6 +95,8 @@ class CompiledEnsemble:
                 "fecc_ensemble_num_experts": len(self.experts),
                 "fecc_ensemble_agg_feature": int(entry["aggregator_feature"]),
                 "fecc_ensemble_block": self.block_rows, "fecc_legacy_num_feature": self.num_feature}
+        if self.transforms:
+            want["fecc_ensemble_num_transforms"] = len(self.transforms)
         want["fecc_legacy_node_size"], want["fecc_legacy_node_feat_bits"] = legacy.node_layout
         if aggregator is not None:
             want["fecc_agg_node_size"], want["fecc_agg_node_feat_bits"] = aggregator.node_layout

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .format import (  # noqa: F401 - re-exported: the format's expert layout, under the names callers know
-    DIV_EPS, PHI_SUFFIXES, expert_offset, interaction_features, phi_names as feature_names, safe_div,
+    DIV_EPS, PHI_SUFFIXES, expert_offset, interaction_features, phi_names as feature_names, safe_div, transform_value,
 )
 
 
@@ -72,10 +72,12 @@ class ExpertSet:
     module_path : path of the emitted module, relative to ``bundle_dir``.
     use_numba : ``True`` requires numba, ``False`` runs the functions as plain Python,
         ``None`` (default) uses numba when it is installed.
+    transform_names : the manifest's transforms (names, in order) that the module computes
+        with ``transforms_batch`` and the experts read after the features.
     """
 
     def __init__(self, bundle_dir: Path, experts_manifest: list[dict[str, Any]], module_path: str,
-                 *, use_numba: bool | None = None):
+                 *, use_numba: bool | None = None, transform_names: Sequence[str] = ()):
         self.bundle_dir = Path(bundle_dir)
         self.entries = list(experts_manifest)
         self.names = [e["name"] for e in self.entries]
@@ -117,6 +119,28 @@ class ExpertSet:
             self._batch = [getattr(module, e["batch_function"]) for e in self.entries]
         except AttributeError as e:
             raise ExpertLoadError(f"experts module lacks a function the manifest names: {e}") from e
+        # the transforms (seed 000) the experts read after the features, when the bundle has any
+        self.transform_names = list(transform_names)
+        if tuple(getattr(module, "TRANSFORMS", ())) != tuple(self.transform_names):
+            raise ExpertLoadError(f"experts module computes transforms {list(getattr(module, 'TRANSFORMS', ()))}, "
+                                  f"the manifest lists {self.transform_names}")
+        self.n_base = int(getattr(module, "N_BASE_FEATURES", self.n_features))
+        if self.n_base + len(self.transform_names) != self.n_features:
+            raise ExpertLoadError("experts module: features + transforms do not add up to N_FEATURES")
+
+    def input_rows(self, X: np.ndarray) -> np.ndarray:
+        """The experts' input rows (format: :func:`fecc_runtime.format.input_layout`) from float32-rounded
+        features ``X`` ``(n, n_base)``: ``X`` itself, or ``X`` with every transform appended, each
+        value rounded through float32."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if not self.transform_names:
+            return X
+        if X.ndim != 2 or X.shape[1] != self.n_base:
+            raise ValueError(f"expected X of shape (n, {self.n_base}), got {X.shape}")
+        out = np.empty((X.shape[0], len(self.transform_names)), dtype=np.float64)
+        with np.errstate(all="ignore"):
+            self.module.transforms_batch(X, out)
+        return np.hstack([X, transform_value(out)])
 
     @property
     def feature_names(self) -> list[str]:

@@ -24,6 +24,7 @@ expression over the model's features, computed on the float32-rounded features a
 rounded through float32 itself::
 
     tf_t(x) = float32(expr_t(float32(x)))      (float64 arithmetic in between)
+    ±inf (an overflow) → NaN                   (a missing value, as XGBoost reads NaN)
 
 The experts and the aggregator read the *input row* ``x⁺ = concat([x, tf_1(x), …])``
 (:func:`input_layout`): an expert's ``x[j]`` with ``j >= len(features)`` is a transform;
@@ -52,7 +53,7 @@ from .errors import BundleError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "sha256_file", "sha256_bytes", "category_lookup", "category_code",
     "DIV_EPS", "PHI_SUFFIXES", "safe_div", "interaction_features", "phi_names", "expert_offset",
-    "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "input_layout",
+    "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "transform_value", "input_layout",
 ]
 
 # --------------------------------------------------------------------------- name and version
@@ -180,8 +181,8 @@ def expert_offset(features: np.ndarray, n_experts: int) -> np.ndarray:
 # --------------------------------------------------------------------------- transforms
 
 #: What a transform column means, written into the manifest's ``search.transforms``.
-TRANSFORM_SEMANTICS = ("tf(x) = float32(expr(float32(x))), float64 arithmetic in between; "
-                       "the experts and the aggregator read concat([x, tf_1(x), ...])")
+TRANSFORM_SEMANTICS = ("tf(x) = float32(expr(float32(x))), float64 arithmetic in between, +-inf -> NaN "
+                       "(missing); the experts and the aggregator read concat([x, tf_1(x), ...])")
 
 
 def round_float32(values: np.ndarray) -> np.ndarray:
@@ -192,6 +193,13 @@ def round_float32(values: np.ndarray) -> np.ndarray:
     """
     with np.errstate(over="ignore", invalid="ignore"):
         return np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def transform_value(values: np.ndarray) -> np.ndarray:
+    """A transform's served value from its float64 expression value: rounded through float32,
+    ±inf (an overflow) → NaN, so the aggregator's trees read it as missing."""
+    v = round_float32(values)
+    return np.where(np.isinf(v), np.nan, v)
 
 
 def input_layout(feature_names: Sequence[str], transforms: Sequence[dict] | None) -> list[str]:

@@ -36,7 +36,8 @@ from ..ir import Expr, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP, OPS
 from ..ir.printing import Printer, Spelling, call, infix, prefix
 from ..templating import render
-from .expert_source import ExpertSource, source_hash
+from fecc_runtime.format import input_layout
+from .expert_source import ExpertSource, TransformSource, source_hash
 
 
 class LoweringError(ValueError):
@@ -207,20 +208,46 @@ class LoweredC:
 PHI_FUNCTION = "fecc_experts_phi"
 
 
-def emit_experts_c(experts: Sequence[Any], feature_names: Sequence[str]) -> LoweredC:
+#: Name of the function in ``experts.c`` that computes one row's transform columns (float32-rounded).
+TRANSFORMS_FUNCTION = "fecc_transforms"
+
+
+def emit_experts_c(experts: Sequence[Any], feature_names: Sequence[str], transforms: Sequence[Any] = ()) -> LoweredC:
     """The C text for ``experts`` (``ExpertSource`` or the search's ``Expert``) over ``feature_names``.
 
     Exported functions: ``expert_<n>_region(const double* x)`` (``int32_t``),
     ``expert_<n>_correction(const double* x)`` (``double``), :data:`PHI_FUNCTION`
     (``double (const double* x, double base, double* phi)``: the ``3K`` aggregator
     inputs of one row, returning the experts' offset) and ``fecc_experts_batch``.
+
+    With ``transforms`` (:class:`~fecc.lower.expert_source.TransformSource` or the search's
+    ``Transform``) the experts read the format's input row (the features, then the
+    transforms: :func:`fecc_runtime.format.input_layout`) and the file also exports
+    ``fecc_transform_<name>(const double* x)`` per transform and :data:`TRANSFORMS_FUNCTION`
+    (``void (const double* x, double* out)``: every transform of one row, rounded through
+    float32, from its float32-rounded features).
     """
     experts = [ExpertSource.of(e) for e in experts]
-    feature_names = [str(f) for f in feature_names]
+    base = [str(f) for f in feature_names]
+    transforms = [TransformSource.of(t) for t in transforms]
+    feature_names = input_layout(base, [{"name": t.name} for t in transforms])
     index = {n: j for j, n in enumerate(feature_names)}
     locals_ = identifiers(feature_names)
     backend = CBackend(locals_)
     backend.helpers.add("fecc_div")  # the ratio column of every expert
+    base_index = {n: j for j, n in enumerate(base)}
+    titems = []
+    for t in transforms:
+        missing = [f for f in features_of(t.expr) if f not in base_index]
+        if missing or t.expr.type != "num":
+            raise LoweringError(f"transform {t.name} must be numeric over model features (reads {missing})")
+        names = sorted(features_of(t.expr), key=base_index.get)
+        titems.append({"name": t.name, "function": f"fecc_transform_{locals_[t.name]}",
+                       "math": _wrap(_comment(to_math(t.expr)), width=80, indent="  "),
+                       "postfix": _wrap(_comment(to_postfix(t.expr)), width=80, indent="  "),
+                       "loads": [{"local": locals_[f], "index": base_index[f], "name": _comment(f)} for f in names],
+                       "code": _wrap(backend.code(t.expr), indent="    ")})
+    defined = {t.name: to_math(t.expr, digits=6) for t in transforms}
     seen: set[str] = set()
     items = []
     for e in experts:
@@ -251,10 +278,13 @@ def emit_experts_c(experts: Sequence[Any], feature_names: Sequence[str]) -> Lowe
         })
     helpers = [{"name": name, "args": args, "body": body, "doc": _comment(doc)}
                for name, (args, body, doc) in HELPERS.items() if name in backend.helpers]
-    digest = source_hash(experts, feature_names)
+    digest = source_hash(experts, base if transforms else feature_names, transforms)
     text = render("c/experts.c.j2", experts=items, helpers=helpers, source_hash=digest,
-                  features=[{"index": j, "name": _comment(n), "local": locals_[n]} for j, n in enumerate(feature_names)],
+                  features=[{"index": j, "name": _comment(n), "local": locals_[n],
+                             "transform": _comment(defined[n]) if n in defined else None}
+                            for j, n in enumerate(feature_names)],
                   n_features=len(feature_names), phi_function=PHI_FUNCTION,
-                  div_eps=repr(DIV_EPS))
+                  div_eps=repr(DIV_EPS), transforms=titems, n_base=len(base),
+                  transforms_function=TRANSFORMS_FUNCTION)
     return LoweredC(text=text, source_hash=digest, helpers=tuple(h["name"] for h in helpers),
                     experts=tuple(e.name for e in experts))

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 from ..errors import UserError
 from ..forest import Forest
 from ..templating import render
-from .c_backend import PHI_FUNCTION, emit_experts_c
+from .c_backend import PHI_FUNCTION, TRANSFORMS_FUNCTION, emit_experts_c
 from .cbuild import CFLAGS as TREE_CFLAGS, LDFLAGS, gcc
 from .trees import array_engine_source
 from .expert_source import ExpertSource
@@ -61,7 +61,8 @@ _HEADS = {"legacy+experts": ("m + offset", "(m) + offset_"), "legacy": ("m", "(m
 
 
 def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
-                   base_margin: str, aggregator: Forest | None, name: str = "ensemble") -> dict[str, Any]:
+                   base_margin: str, aggregator: Forest | None, name: str = "ensemble",
+                   transforms: Sequence[Any] = ()) -> dict[str, Any]:
     """Compile the ensemble into ``out_dir/ensemble/`` and describe it for the manifest.
 
     Parameters
@@ -82,6 +83,11 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
     aggregator : Forest or None
         The aggregator booster's forest (the one ``trees/aggregator.npz`` was lowered
         from); ``None`` for a ``"sum"`` aggregator.
+    transforms : sequence
+        The transforms the experts and the aggregator read after the features (the
+        manifest's ``transforms``; :class:`~fecc.lower.expert_source.TransformSource` or the
+        search's ``Transform``); computed in C from the float32-rounded row, each rounded
+        through float32.
 
     Returns
     -------
@@ -110,9 +116,9 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         raise UserError(f"the ensemble library takes a single-output legacy model, not {linfo['num_class']} outputs")
     if linfo["num_feature"] != len(feature_names):
         raise UserError(f"the legacy model reads {linfo['num_feature']} features, the bundle lists {len(feature_names)}")
-    n_agg = len(feature_names) + 1 + 3 * len(experts)
+    n_agg = len(feature_names) + len(transforms) + 1 + 3 * len(experts)
     sources: dict[str, str] = {}
-    lowered = emit_experts_c(experts, feature_names)
+    lowered = emit_experts_c(experts, feature_names, transforms)
     sources["experts.c"] = lowered.text
     sources["legacy_engine.c"] = legacy_src
     agg_sha = None
@@ -134,6 +140,7 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         legacy_sha256=legacy.sha256, aggregator_sha256=agg_sha, aggregator=aggregator is not None, n_features=len(feature_names), n_experts=len(experts),
         block_rows=block_rows, legacy_feat_t=c_type[linfo["feature_type"]], legacy_acc_t=c_type[linfo["leaf_type"]],
         phi_function=PHI_FUNCTION, formula=formula, head=formula.replace(" + t", ""), head_expr=head_expr,
+        n_transforms=len(transforms), transforms_function=TRANSFORMS_FUNCTION,
     )
     target = out_dir / name
     target.mkdir(parents=True, exist_ok=True)
@@ -159,4 +166,6 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         "block_rows": block_rows,
         "source_hash": lowered.source_hash,
         "compiler": {"cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS)},
+        # only when there are transforms (an entry without the key is the same library as before)
+        **({"transforms": [t.name for t in transforms]} if transforms else {}),
     }

@@ -32,6 +32,34 @@ class ExpertRecord(Protocol):
 
 
 @dataclass(frozen=True)
+class TransformSource:
+    """One transform for the backends: a named numeric IR expression over the model's features.
+
+    The search's :class:`fecc.transforms.Transform` has the same ``name`` and ``expr``;
+    :meth:`from_manifest` reads a manifest ``transforms`` entry back (its postfix).
+    """
+
+    name: str
+    expr: Expr
+
+    @property
+    def postfix(self) -> str:
+        return to_postfix(self.expr)
+
+    @property
+    def math(self) -> str:
+        return to_math(self.expr, digits=6)
+
+    @classmethod
+    def of(cls, transform: Any) -> "TransformSource":
+        return transform if isinstance(transform, TransformSource) else cls(transform.name, transform.expr)
+
+    @classmethod
+    def from_manifest(cls, entry: Mapping[str, Any]) -> "TransformSource":
+        return cls(entry["name"], parse_postfix(entry["postfix"]))
+
+
+@dataclass(frozen=True)
 class ExpertSource:
     """One expert for the native backends.
 
@@ -72,8 +100,9 @@ class ExpertSource:
                    params={k: v for k, v in (entry.get("params") or {}).items() if isinstance(v, (int, float))})
 
 
-def source_hash(experts: Sequence[Any], feature_names: Sequence[str]) -> str:
-    """sha256 of what emitted expert code is generated from (feature order, names, postfix IR).
+def source_hash(experts: Sequence[Any], feature_names: Sequence[str], transforms: Sequence[Any] = ()) -> str:
+    """sha256 of what emitted expert code is generated from (feature order, names, postfix IR;
+    the transforms' names and postfix IR when there are any).
 
     The same value as :func:`fecc.lower.numba_backend.source_hash`, so the numba
     module, the C source and the ONNX graph of one bundle name the same hash.
@@ -81,4 +110,6 @@ def source_hash(experts: Sequence[Any], feature_names: Sequence[str]) -> str:
     payload = {"features": list(feature_names),
                "experts": [{"name": e.name, "region": to_postfix(e.region), "correction": to_postfix(e.correction)}
                            for e in experts]}
+    if transforms:
+        payload["transforms"] = [{"name": t.name, "postfix": to_postfix(t.expr)} for t in transforms]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

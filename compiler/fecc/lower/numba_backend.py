@@ -24,7 +24,6 @@ numpy's vectorised versions in the last unit in the place.
 from __future__ import annotations
 
 import hashlib
-import json
 import keyword
 import math
 import re
@@ -33,13 +32,13 @@ from pathlib import Path
 from typing import Sequence
 
 # the bundle format owns the emitted functions' names and what an expert means
-from fecc_runtime.format import EXPERT_SEMANTICS, function_names
+from fecc_runtime.format import EXPERT_SEMANTICS, TRANSFORM_SEMANTICS, function_names, input_layout
 
 from ..ir import Expr, OPS, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
 from ..ir.printing import Printer, Spelling, call, infix, prefix
 from ..templating import render
-from .expert_source import ExpertRecord
+from .expert_source import ExpertRecord, TransformSource, source_hash as _source_hash
 
 
 class LoweringError(ValueError):
@@ -168,12 +167,9 @@ class LoweredModule:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def source_hash(experts: Sequence[ExpertRecord], feature_names: Sequence[str]) -> str:
-    """sha256 of what the module is generated from (feature order, names, postfix IR)."""
-    payload = {"features": list(feature_names),
-               "experts": [{"name": e.name, "region": to_postfix(e.region), "correction": to_postfix(e.correction)}
-                           for e in experts]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+def source_hash(experts: Sequence[ExpertRecord], feature_names: Sequence[str], transforms: Sequence = ()) -> str:
+    """sha256 of what the module is generated from (feature order, names, postfix IR; the transforms')."""
+    return _source_hash(experts, feature_names, transforms)
 
 
 def _wrap(text: str, width: int = 84, indent: str = "    ") -> list[str]:
@@ -213,12 +209,42 @@ def _params_line(e: ExpertRecord) -> str:
     return ", ".join(f"{k} = {literal(v)}" for k, v in e.params.items())
 
 
-def emit_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str]) -> LoweredModule:
-    """The Python module text for ``experts`` (names ``expert_1`` …) over ``feature_names``."""
-    feature_names = [str(f) for f in feature_names]
+def _transform_items(transforms: Sequence[TransformSource], base: Sequence[str], locals_: dict[str, str],
+                     backend: NumbaBackend) -> list[dict]:
+    """Template items of the transforms: one scalar function each over the model's features."""
+    index = {n: j for j, n in enumerate(base)}
+    items = []
+    for t in transforms:
+        if t.expr.type != "num":
+            raise LoweringError(f"transform {t.name} must be numeric")
+        missing = [f for f in features_of(t.expr) if f not in index]
+        if missing:
+            raise LoweringError(f"transform {t.name} reads {missing}, which are not model features")
+        names = sorted(features_of(t.expr), key=index.get)
+        items.append({"name": t.name, "function": f"transform_{locals_[t.name]}", "math": to_math(t.expr, digits=6),
+                      "math_lines": _wrap(to_math(t.expr)), "postfix": to_postfix(t.expr),
+                      "loads": [{"local": locals_[f], "index": index[f], "name": f} for f in names],
+                      "code": _code_lines(backend.code(t.expr))})
+    return items
+
+
+def emit_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str],
+                transforms: Sequence = ()) -> LoweredModule:
+    """The Python module text for ``experts`` (names ``expert_1`` …) over ``feature_names``.
+
+    With ``transforms`` (:class:`~fecc.lower.expert_source.TransformSource` or the search's
+    ``Transform``), the experts read the input row of the format
+    (:func:`fecc_runtime.format.input_layout`: the features, then the transforms), and the
+    module also holds one function per transform and ``transforms_batch``.
+    """
+    base = [str(f) for f in feature_names]
+    transforms = [TransformSource.of(t) for t in transforms]
+    feature_names = input_layout(base, [{"name": t.name} for t in transforms])
     index = {n: j for j, n in enumerate(feature_names)}
     locals_ = identifiers(feature_names)
     backend = NumbaBackend(locals_)
+    transform_items = _transform_items(transforms, base, locals_, backend)
+    defined = {t.name: t.math for t in transforms}
     seen = set()
     items = []
     for e in experts:
@@ -255,19 +281,22 @@ def emit_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str]) -
     for name, (body, doc, _) in HELPERS.items():
         if name in backend.helpers:
             helpers.append({"name": name, "args": _HELPER_ARGS.get(name, "x"), "body": body, "doc": doc})
-    digest = source_hash(experts, feature_names)
+    digest = source_hash(experts, base if transforms else feature_names, transforms)
     text = render("python/experts.py.j2", experts=items, helpers=helpers, source_hash=digest,
-                  features=[{"index": j, "name": n, "local": locals_[n]} for j, n in enumerate(feature_names)],
+                  features=[{"index": j, "name": n, "local": locals_[n], "transform": defined.get(n)}
+                            for j, n in enumerate(feature_names)],
                   n_features=len(feature_names), semantics=EXPERT_SEMANTICS,
                   feature_names_literal=repr(tuple(feature_names)),
-                  experts_literal=repr(tuple(e.name for e in experts)))
+                  experts_literal=repr(tuple(e.name for e in experts)),
+                  transforms=transform_items, n_base=len(base), transform_semantics=TRANSFORM_SEMANTICS,
+                  transforms_literal=repr(tuple(t.name for t in transforms)))
     return LoweredModule(text=text, source_hash=digest, helpers=tuple(h["name"] for h in helpers))
 
 
 def write_module(experts: Sequence[ExpertRecord], feature_names: Sequence[str], out_dir: Path,
-                 *, filename: str = "experts.py") -> dict:
+                 *, filename: str = "experts.py", transforms: Sequence = ()) -> dict:
     """Write the module into ``out_dir``; returns the manifest entry ``{"path", "sha256", "source_hash", ...}``."""
-    mod = emit_module(experts, feature_names)
+    mod = emit_module(experts, feature_names, transforms)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / filename).write_text(mod.text)

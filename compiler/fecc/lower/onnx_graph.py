@@ -48,7 +48,9 @@ from ..errors import UserError
 from ..forest import Forest
 from ..ir import Expr, features_of, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
-from .expert_source import ExpertSource, source_hash
+from fecc_runtime.format import input_layout
+
+from .expert_source import ExpertSource, TransformSource, source_hash
 from .onnx_trees import IR_VERSION, ONNX_ML_OPSET, ONNX_OPSET, tree_nodes
 
 __all__ = ["lower_onnx_graph", "build_model", "NO_EXACT_TWIN", "check_available", "LoweringError"]
@@ -286,23 +288,48 @@ def _link(g: _Graph, margin: str, link: str, num_class: int) -> str:
     raise UserError(f"the ONNX graph has no lowering for link {link!r} (known: {', '.join(_LINKS)})")
 
 
+def _transform_columns(g: _Graph, x64: str, feature_names: Sequence[str], transforms: Sequence[TransformSource]) -> str:
+    """``x64`` with the transforms' columns appended (the format's input row), each value rounded
+    through float32 as the other backends round it, ``Cast(Cast(expr, float), double)``, ±inf → NaN."""
+    be = OnnxBackend(g, x64, {n: j for j, n in enumerate(feature_names)})
+    axes = g.tensor([1], np.int64, "transform_unsqueeze_axes")
+    cols = []
+    for t in transforms:
+        for f in features_of(t.expr):
+            if f not in be.index:
+                raise LoweringError(f"transform {t.name} reads {f!r}, which is not a model feature")
+        be.stem = t.name
+        value = be.lower(t.expr)
+        r32 = g.node("Cast", [value], f"{t.name}_float32", to=_FLOAT)
+        r64 = g.node("Cast", [r32], f"{t.name}_rounded", to=_DOUBLE)
+        # an overflow (±inf) is a missing value: Where(IsInf(v), NaN, v)
+        r64 = g.node("Where", [g.node("IsInf", [r64], f"{t.name}_isinf"), g.const(math.nan), r64], f"{t.name}_served")
+        cols.append(g.node("Unsqueeze", [r64, axes], f"{t.name}_col"))
+    return g.node("Concat", [x64, *cols], "x64_with_transforms", axis=1)
+
+
 def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str], link: str,
-                base_margin: str = "legacy+experts", aggregator: Forest | None = None, doc: str = "") -> Any:
-    """The ``onnx.ModelProto`` of the whole ensemble (see the module doc)."""
+                base_margin: str = "legacy+experts", aggregator: Forest | None = None, doc: str = "",
+                transforms: Sequence[Any] = ()) -> Any:
+    """The ``onnx.ModelProto`` of the whole ensemble (see the module doc); with ``transforms``, the
+    experts and the aggregator read the features and then the transforms (computed in the graph)."""
     from onnx import helper
 
     experts = [ExpertSource.of(e) for e in experts]
-    feature_names = [str(f) for f in feature_names]
+    transforms = [TransformSource.of(t) for t in transforms]
+    base_names = [str(f) for f in feature_names]
+    feature_names = input_layout(base_names, [{"name": t.name} for t in transforms])
     index = {n: j for j, n in enumerate(feature_names)}
     n_feat = len(feature_names)
+    n_base = len(base_names)
     if base_margin not in ("legacy+experts", "legacy"):
         raise UserError(f"unknown aggregator base_margin {base_margin!r}")
     g = _Graph()
     g._names.add("X")
 
     # legacy trees: float32 thresholds read float32 X; float64 ones (LightGBM) read it widened (exact)
-    if legacy.num_feature != n_feat:
-        raise UserError(f"the legacy model reads {legacy.num_feature} features, the bundle lists {n_feat}")
+    if legacy.num_feature != n_base:
+        raise UserError(f"the legacy model reads {legacy.num_feature} features, the bundle lists {n_base}")
     num_class = legacy.num_class
     x64 = g.node("Cast", ["X"], "x64", to=_DOUBLE)
     if legacy.threshold_type == "float32":
@@ -320,6 +347,8 @@ def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequen
     if experts:
         if num_class != 1:
             raise UserError("experts need a single-output legacy model")
+        if transforms:
+            x64 = _transform_columns(g, x64, base_names, transforms)
         be = OnnxBackend(g, x64, index)
         zero, nan = g.const(0.0), g.const(math.nan)
         columns = [m]
@@ -365,7 +394,7 @@ def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequen
     pred = _link(g, margin_out, link, num_class)
     shape = ["N"] if num_class == 1 else ["N", num_class]
     graph = helper.make_graph(
-        g.nodes, "fecc_bundle", [helper.make_tensor_value_info("X", _FLOAT, ["N", n_feat])],
+        g.nodes, "fecc_bundle", [helper.make_tensor_value_info("X", _FLOAT, ["N", n_base])],
         [helper.make_tensor_value_info(pred, _DOUBLE, shape), helper.make_tensor_value_info(margin_out, _DOUBLE, shape)],
         initializer=g.inits, doc_string=doc,
     )
@@ -375,7 +404,9 @@ def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequen
     )
     model.ir_version = IR_VERSION
     # readable metadata for auditors: each expert's IR, and what has no exact ONNX twin
-    props = {"fecc.features": " | ".join(feature_names), "fecc.link": link}
+    props = {"fecc.features": " | ".join(base_names), "fecc.link": link}
+    for t in transforms:
+        props[f"fecc.{t.name}.transform"] = t.postfix
     for e in experts:
         props[f"fecc.{e.name}.region"] = to_postfix(e.region)
         props[f"fecc.{e.name}.correction"] = to_postfix(e.correction)
@@ -410,7 +441,7 @@ def expressions_model(exprs: dict[str, Expr], feature_names: Sequence[str]) -> A
 
 def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
                      link: str, base_margin: str = "legacy+experts", aggregator: Forest | None = None,
-                     filename: str = "model.onnx") -> dict[str, Any]:
+                     filename: str = "model.onnx", transforms: Sequence[Any] = ()) -> dict[str, Any]:
     """Write ``out_dir/model.onnx`` and describe it for the manifest (``onnx_model``).
 
     Parameters
@@ -436,8 +467,9 @@ def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], f
 
     check_available()
     experts = [ExpertSource.of(e) for e in experts]
+    transforms = [TransformSource.of(t) for t in transforms] if experts else []
     model = build_model(legacy=legacy, experts=experts, feature_names=feature_names, link=link,
-                        base_margin=base_margin, aggregator=aggregator,
+                        base_margin=base_margin, aggregator=aggregator, transforms=transforms,
                         doc=f"fecc {__version__}: legacy trees, {len(experts)} expert(s), "
                             f"{'aggregator trees, ' if aggregator is not None else ''}link {link}")
     onnx.checker.check_model(model)
@@ -457,11 +489,12 @@ def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], f
         "link": link,
         "experts": [e.name for e in experts],
         "aggregator_trees": aggregator is not None,
-        "source_hash": source_hash(experts, [str(f) for f in feature_names]),
+        "source_hash": source_hash(experts, [str(f) for f in feature_names], transforms),
         "opset": {"ai.onnx": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
         "no_exact_twin": dict(NO_EXACT_TWIN),
         "threads": 1,
         "compiler": {"onnx": onnx.__version__},
+        **({"transforms": [t.name for t in transforms]} if transforms else {}),
     }
 
 

@@ -22,21 +22,21 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from fecc_runtime.format import round_float32
+from fecc_runtime.format import round_float32, transform_value
 
 from ..ir import evaluate, features_of
 from .options import TransformOptions
 
 
 def served_columns(transforms: Sequence[Any], X: pd.DataFrame) -> pd.DataFrame:
-    """The transforms' columns on ``X`` as the bundle computes them: ``float32(expr(float32(x)))``.
+    """The transforms' columns on ``X`` as the bundle computes them: ``float32(expr(float32(x)))``, ±inf → NaN.
 
     ``transforms`` are :class:`~fecc.transforms.Transform` (anything with ``name`` and ``expr``).
     """
     out = {}
     for t in transforms:
         cols = {f: round_float32(X[f].to_numpy(np.float64)) for f in features_of(t.expr)}
-        out[t.name] = round_float32(evaluate(t.expr, cols))
+        out[t.name] = transform_value(evaluate(t.expr, cols))
     return pd.DataFrame(out, index=X.index, columns=[t.name for t in transforms])
 
 
