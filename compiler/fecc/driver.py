@@ -537,7 +537,7 @@ def _write_report(bw, manifest: dict, *, inputs: Inputs, legacy, reference, bund
     agg_json = workdir_for(out) / "aggregator.json" if agg.get("trees") else None
     y = report_labels(inputs.table, ds.target, ds.y, model.task, len(X))
     data = collect(task=model.task, manifest=manifest, frame=X, y=y, legacy_margin=legacy_margin,
-                   bundle_margin=reference, bundle_oof=bundle_oof, model_path=inputs.model_path,
+                   bundle_margin=reference, bundle_oof=bundle_oof, model_source=model.source,
                    model_format=model.format, aggregator_json=agg_json)
     write_report(bw, manifest, data)
 

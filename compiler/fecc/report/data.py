@@ -221,10 +221,10 @@ def xgboost_importances(model_bytes: bytes, names: list[str]) -> list[dict]:
     return _ranked(order, gain, total, splits)
 
 
-def lightgbm_importances(model_path: Path, names: list[str]) -> list[dict]:
+def lightgbm_importances(model_text: str, names: list[str]) -> list[dict]:
     import lightgbm as lgb
 
-    booster = lgb.Booster(model_file=str(model_path))
+    booster = lgb.Booster(model_str=model_text)
     total = booster.feature_importance(importance_type="gain")
     splits = booster.feature_importance(importance_type="split")
     own = booster.feature_name()
@@ -235,12 +235,12 @@ def lightgbm_importances(model_path: Path, names: list[str]) -> list[dict]:
     return _ranked(list(mapped), g, t, s)
 
 
-def legacy_importances(model_path: Path, model_format: str, names: list[str]) -> tuple[list[dict], str | None]:
-    """The legacy model's gain importances, or ``([], why not)``."""
+def legacy_importances(model_source: bytes, model_format: str, names: list[str]) -> tuple[list[dict], str | None]:
+    """The legacy model's gain importances from the bytes the frontend read, or ``([], why not)``."""
     try:
         if model_format == "lightgbm":
-            return lightgbm_importances(Path(model_path), names), None
-        return xgboost_importances(Path(model_path).read_bytes(), names), None
+            return lightgbm_importances(model_source.decode("utf-8"), names), None
+        return xgboost_importances(model_source, names), None
     except Exception as exc:  # noqa: BLE001 - importances are a courtesy; the report says why they are missing
         return [], f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
 
@@ -269,7 +269,7 @@ def report_labels(table: pd.DataFrame | None, target: str | None, y: np.ndarray 
 def collect(*, task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray | None,
             legacy_margin: Callable[[pd.DataFrame], np.ndarray],
             bundle_margin: Callable[[pd.DataFrame], np.ndarray] | None,
-            model_path: Path, model_format: str, bundle_oof: np.ndarray | None = None,
+            model_source: bytes, model_format: str, bundle_oof: np.ndarray | None = None,
             aggregator_json: Path | None = None) -> dict:
     """The content of ``report/data.json`` (see the module docstring).
 
@@ -281,7 +281,8 @@ def collect(*, task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray | N
     y : the target, or ``None`` (compile-only mode without one).
     legacy_margin, bundle_margin : margins of the legacy model and of what ships, for rows of ``frame``
         (``bundle_margin`` ``None``: the bundle is the legacy model).
-    model_path, model_format : the legacy model file, for its gain importances.
+    model_source, model_format : the legacy model's bytes as the frontend read them (the file is
+        read once per compile), for its gain importances.
     bundle_oof : the bundle's out-of-fold margin on every row of ``frame`` (each row scored by pieces
         fitted without it), when the search provides one: the curves then use it rather than the
         shipped pieces' in-sample margin.
@@ -289,7 +290,7 @@ def collect(*, task: str, manifest: dict, frame: pd.DataFrame, y: np.ndarray | N
     """
     names = [str(c) for c in frame.columns]
     data: dict[str, Any] = {"version": DATA_VERSION}
-    imp, why = legacy_importances(model_path, model_format, names)
+    imp, why = legacy_importances(model_source, model_format, names)
     data["importances"] = {"legacy": imp}
     if why:
         data["importances"]["legacy_note"] = why
