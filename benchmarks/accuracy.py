@@ -39,6 +39,8 @@ from fecc.llm.grammar_proposer import GrammarProposer  # noqa: E402
 from fecc.llm.registry import make_proposer  # noqa: E402
 from fecc.search import SearchOptions, run_search  # noqa: E402
 from fecc.search.crossfit import gate_folds  # noqa: E402
+from fecc.transforms import TransformOptions, search_transforms  # noqa: E402
+from fecc.transforms.stage import TransformRefit, augment  # noqa: E402
 
 
 def _metric(task, y, margin) -> float:
@@ -63,8 +65,12 @@ def _split(name: str, y: np.ndarray, task: str, seed: int, shifted: bool):
 
 
 def run_one(name: str, X: pd.DataFrame, y: np.ndarray, task: str, seed: int, options: dict,
-            llms: tuple[str, ...] = ("none",), shifted: bool = False, progress=None) -> list[dict]:
-    """One data set and seed: legacy, Res-XGBoost, retrain, and fecc once per proposer spec in ``llms``."""
+            llms: tuple[str, ...] = ("none",), shifted: bool = False, progress=None,
+            transforms: tuple[str, ...] = ("none",), transform_options: dict | None = None) -> list[dict]:
+    """One data set and seed: legacy, Res-XGBoost, retrain, and fecc once per proposer spec in ``llms``
+    and ``--transforms`` mode in ``transforms`` (``none``: NSR alone; ``teaming``: NSR on the compile rows
+    plus the transforms chosen on them, the gate rerunning the transform search in each outer fold,
+    as ``fecc compile --transforms teaming`` does)."""
     legacy_idx, fit_idx, test_idx = _split(name, y, task, seed, shifted)
     Xn = X.to_numpy(np.float64)
     dm = lambda rows, **kw: xgb.DMatrix(Xn[rows], missing=np.nan, **kw)  # noqa: E731
@@ -90,15 +96,24 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, task: str, seed: int, opt
     Xfit = X.iloc[fit_idx].reset_index(drop=True)
     Xt = X.iloc[test_idx].reset_index(drop=True)
     rows = []
-    for llm in llms:
-        row = dict(base, proposer=llm)
+    for llm, mode in [(llm, mode) for llm in llms for mode in transforms]:
+        row = dict(base, proposer=llm, transforms=mode)
         t0 = time.time()
         proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
         opts = SearchOptions.from_dict({"seed": seed, **options})
         folds = gate_folds(y[fit_idx], task=task, k=opts.gate_folds, inner_k=opts.n_folds, seed=seed)
-        result = run_search(X=Xfit, y=y[fit_idx], legacy_margin=m_fit, task=task, folds=folds,
-                            proposer=proposer, options=opts,
-                            workdir=Path(tempfile.mkdtemp(prefix="fecc-bench-")), progress=progress)
+        workdir = Path(tempfile.mkdtemp(prefix="fecc-bench-"))
+        Xs, Xt_s, extra = Xfit, Xt, {}
+        if mode == "teaming":
+            topts = TransformOptions.from_dict({"seed": seed, **(transform_options or {})})
+            chosen = search_transforms(Xfit, y[fit_idx], m_fit, task, None, topts, workdir=workdir).transforms
+            row["transform_seconds"] = time.time() - t0
+            row["n_transforms"] = len(chosen)
+            row["transforms_chosen"] = " | ".join(t.postfix for t in chosen)
+            Xs, Xt_s = augment(chosen, Xfit), augment(chosen, Xt)
+            extra = dict(base_features=[str(c) for c in Xfit.columns], refit_features=TransformRefit(topts))
+        result = run_search(X=Xs, y=y[fit_idx], legacy_margin=m_fit, task=task, folds=folds,
+                            proposer=proposer, options=opts, workdir=workdir, progress=progress, **extra)
         row["fecc_seconds"] = time.time() - t0
         row["chain_accepted"], row["chain_proposals"] = result.acceptance
         usage = getattr(proposer, "usage", None)
@@ -114,7 +129,7 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, task: str, seed: int, opt
         row["experts"] = len(result.experts)
         row["gate"] = result.gate.decision
         row["oof_gain"] = result.gate.gain
-        row["fecc"] = _metric(task, yt, result.predict_margin(Xt, m_test))
+        row["fecc"] = _metric(task, yt, result.predict_margin(Xt_s, m_test))
         rows.append(row)
     return rows
 
@@ -171,6 +186,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def transforms_table(rows: list[dict]) -> str:
+    """NSR alone vs NSR + transforms: mean Δ vs legacy per data set, and the transform search's seconds."""
+    d = pd.DataFrame(rows)
+    d["delta"] = [_gain(t, lg, f) for t, lg, f in zip(d.task, d.legacy, d.fecc)]
+    lines = ["| data set | compile rows | seeds | NSR Δ | NSR + transforms Δ | difference | min difference "
+             "| transforms chosen (mean) | shipped NSR / +tf | transform search s (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, g in d.groupby("dataset", sort=False):
+        a = g[g.transforms == "none"].set_index("seed")
+        b = g[g.transforms == "teaming"].set_index("seed")
+        diff = (b.delta - a.delta).dropna()
+        lines.append(f"| {name} | {int(g.n_compile.iloc[0])} | {len(diff)} | {a.delta.mean():+.4f} | "
+                     f"{b.delta.mean():+.4f} | {diff.mean():+.4f} | {diff.min():+.4f} | {b.n_transforms.mean():.1f} | "
+                     f"{(a.gate == 'ensemble').sum()} / {(b.gate == 'ensemble').sum()} | {b.transform_seconds.mean():.0f} |")
+    a, b = d[d.transforms == "none"], d[d.transforms == "teaming"]
+    lines.append(f"| **mean** | | | {a.delta.mean():+.4f} | {b.delta.mean():+.4f} | "
+                 f"{b.delta.mean() - a.delta.mean():+.4f} | | | | |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
@@ -183,27 +218,38 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", metavar="SPEC",
                     help="run fecc twice per data set and seed, with the grammar proposer and with SPEC "
                          "(e.g. local), and print the proposer table")
+    ap.add_argument("--transforms", choices=("none", "teaming", "both"), default="none",
+                    help="fecc with the teaming transforms (seed 000) before the NSR search, or both ways "
+                         "(then the transforms table is printed)")
+    ap.add_argument("--transform-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a transform search option (repeatable)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the search's progress lines")
     args = ap.parse_args(argv)
     progress = (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)) if args.verbose else None
     llms = ("none", args.compare) if args.compare else (args.llm,)
     options = dict(kv.split("=", 1) for kv in args.option)
+    modes = ("none", "teaming") if args.transforms == "both" else (args.transforms,)
+    topts = dict(kv.split("=", 1) for kv in args.transform_option)
     rows = []
     for name in args.datasets:
         X, y, task = DATASETS[name]()
         cases = [False] + ([True] if name in TIME_ORDERED and not args.no_shift else [])
         for shifted in cases:
             for seed in args.seeds:
-                for row in run_one(name, X, y, task, seed, options, llms=llms, shifted=shifted, progress=progress):
+                for row in run_one(name, X, y, task, seed, options, llms=llms, shifted=shifted, progress=progress,
+                                   transforms=modes, transform_options=topts):
                     rows.append(row)
                     g = _gain(task, row["legacy"], row["fecc"])
-                    print(f"{row['dataset']} seed {seed} [{row['proposer']}]: legacy {row['legacy']:.4f}  "
+                    print(f"{row['dataset']} seed {seed} [{row['proposer']}, transforms {row['transforms']}]: legacy {row['legacy']:.4f}  "
                           f"res {row['res']:.4f}  retrain {row['retrain']:.4f}  fecc {row['fecc']:.4f} "
                           f"(Δ {g:+.4f}; {row['gate']}, {row['experts']} experts, oof gain {row['oof_gain']:+.4f}, "
                           f"{row['fecc_seconds']:.0f}s)", file=sys.stderr, flush=True)
                     if args.csv:  # after every run: a long comparison keeps what it has if stopped
                         pd.DataFrame(rows).to_csv(args.csv, index=False)
-    print(proposer_table(rows) if args.compare else table(rows))
+    if args.transforms == "both":
+        print(transforms_table(rows))
+    else:
+        print(proposer_table(rows) if args.compare else table(rows))
     return 0
 
 

@@ -19,7 +19,8 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
     -------
     str
         Lines: the bundle, its signature, objective, legacy model, gate decision, proposer,
-        one line per expert (``if <region>: margin += <correction>``) and what was verified.
+        one line per transform (``tf_1 = <math>``) and the transform search's counts, one line
+        per expert (``if <region>: margin += <correction>``) and what was verified.
 
     Raises
     ------
@@ -45,6 +46,13 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
         counts = (f" ({used['calls']} LLM calls, {used.get('accepted', 0)}/{used.get('proposals', 0)} "
                   "proposals usable)") if "calls" in used else ""
         lines.append(f"  proposer:  {p['name']}{counts}")
+    for t in m.get("transforms") or []:
+        lines.append(f"  {t['name']} = {t['math']}  (transform, postfix {t['postfix']})")
+    st = search.get("transforms")
+    if st:
+        lines.append(f"  transform search: {st.get('decoder')} decoder (λ = {st.get('lambda')}), "
+                     f"{st.get('generated')} generated, {st.get('invalid')} invalid, {st.get('evaluated')} evaluated, "
+                     f"{st.get('ranked_out')} ranked out, {len(m.get('transforms') or [])} shipped")
     for e in m.get("experts", []):
         region = (e.get("region") or {}).get("rule", "?")
         correction = (e.get("correction") or {}).get("math", "")

@@ -284,6 +284,34 @@ def _work_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _transform_pairs(t: dict) -> list[tuple[str, str]]:
+    """One shipped transform (seed 000): its name, formula, postfix IR, inputs and what it earned."""
+    mt = _d(t.get("metrics"))
+    earned = ", ".join(f"{k} {fmt(mt[k])}" for k in ("gain", "gain_alone", "z", "folds_positive") if k in mt)
+    return [("name", str(t.get("name"))), ("math", str(t.get("math"))), ("postfix", str(t.get("postfix"))),
+            ("features", ", ".join(str(f) for f in _l(t.get("features")))),
+            (f"out-of-fold {mt.get('metric', 'metric')}", earned)]
+
+
+def _transform_search_pairs(manifest: dict) -> list[tuple[str, str]]:
+    """The transform search's record (``search.transforms``) and what each outer fold of the gate chose."""
+    st = _d(_d(manifest.get("search")).get("transforms"))
+    if not st:
+        return []
+    pairs = [(k, fmt(st[k])) for k in ("decoder", "lambda", "generated", "invalid", "evaluated", "ranked_out",
+                                       "chosen", "shipped") if k in st]
+    pairs.append(("chosen programs", " | ".join(str(p) for p in _l(st.get("chosen_postfix"))) or "none"))
+    folds = [f for f in _l(_d(manifest.get("search")).get("outer_folds")) if isinstance(f, dict)
+             and "derived_features" in f]
+    if folds:
+        pairs.append(("outer folds (each chose its own)",
+                      "; ".join(f"fold {f.get('fold', 0) + 1}: " + (" | ".join(_l(f["derived_features"])) or "none")
+                                for f in folds)))
+    if st.get("semantics"):
+        pairs.append(("semantics", str(st["semantics"])))
+    return pairs
+
+
 def build_view(manifest: dict, data: dict, bundle_dir: Path | None) -> tuple[dict, dict[str, str]]:
     """The template context and the SVG of every plot that has data."""
     task = _d(manifest.get("task"))
@@ -385,7 +413,8 @@ def build_view(manifest: dict, data: dict, bundle_dir: Path | None) -> tuple[dic
         "experts": experts,
         "n_shipped": len(shipped),
         "n_candidates": len(candidates),
-        "transforms": [_pairs(t) for t in _l(manifest.get("transforms")) if isinstance(t, dict)],
+        "transforms": [_transform_pairs(t) for t in _l(manifest.get("transforms")) if isinstance(t, dict)],
+        "transform_search": _transform_search_pairs(manifest),
         "aggregator": None if not agg else {
             "pairs": [(k, fmt(agg.get(k))) for k in ("kind", "base_margin", "formula", "offset", "n_rounds",
                                                      "n_model_features") if k in agg],
@@ -458,6 +487,13 @@ def summary_text(v: dict) -> str:
         lines.append(f"  {e['name']} ({e['status']}): if {e['rule']}: margin += {e['math']}")
     for d in v["dropped"]:
         lines.append(f"  dropped region {d['cart_region']}: {d['reason']}")
+    for t in v["transforms"]:
+        t = dict(t)
+        lines.append(f"  transform {t['name']} = {t['math']} (postfix {t['postfix']})")
+    if v.get("transform_search"):
+        ts = dict(v["transform_search"])
+        lines.append("  transform search: " + ", ".join(f"{k} {ts[k]}" for k in ("decoder", "lambda", "generated",
+                     "invalid", "evaluated", "ranked_out", "chosen") if k in ts))
     if v["aggregator"]:
         a = dict(v["aggregator"]["pairs"])
         top = ", ".join(f[0] for f in v["aggregator"]["importances"][:5])
