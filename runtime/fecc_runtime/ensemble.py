@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .format import feature_rows
 from .trees import TreeEngineError, TreeEnsemble
 
 __all__ = ["CompiledEnsemble", "ENSEMBLE_ABI"]
@@ -163,10 +164,10 @@ class CompiledEnsemble:
     def predict_margin(self, X: np.ndarray) -> np.ndarray:
         """Final margins of many rows, float64 ``(n,)``; ``X`` is ``(n, num_feature)`` (converted
         to the legacy trees' feature type, float32 for XGBoost, as they read it)."""
-        with np.errstate(over="ignore"):  # beyond float32's range is inf, as the trees read it
-            X = np.ascontiguousarray(X, dtype=self._feat_dtype)
-        if X.ndim != 2 or X.shape[1] != self.num_feature:
-            raise ValueError(f"ensemble: expected X of shape (n, {self.num_feature}), got {X.shape}")
+        try:
+            X = feature_rows(X, self.num_feature, self._feat_dtype)
+        except ValueError as exc:
+            raise ValueError(f"ensemble: {exc}") from None
         n = X.shape[0]
         out = np.empty(n, dtype=np.float64)
         if not n:

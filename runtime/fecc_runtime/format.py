@@ -214,3 +214,17 @@ def input_layout(feature_names: Sequence[str], transforms: Sequence[dict] | None
     if clash:
         raise BundleError(f"transform name(s) {clash} repeat a feature or another transform")
     return names + extra
+
+
+# --------------------------------------------------------------------------- input rows
+
+def feature_rows(X, num_feature: int, dtype=np.float32) -> np.ndarray:
+    """``X`` as a C-contiguous ``(n, num_feature)`` array of ``dtype``, the type the compiled
+    trees read (float32 for XGBoost); values beyond its range become ±inf, as the trees read
+    them.  Raises ``ValueError`` naming the expected shape; every batch entry point (the
+    native ensemble, the one-graph ONNX session) checks its input here."""
+    with np.errstate(over="ignore"):
+        rows = np.ascontiguousarray(X, dtype=dtype)
+    if rows.ndim != 2 or rows.shape[1] != num_feature:
+        raise ValueError(f"expected X of shape (n, {num_feature}), got {rows.shape}")
+    return rows

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError
+from .format import feature_rows
 
 __all__ = ["OnnxGraph"]
 
@@ -97,10 +98,10 @@ class OnnxGraph:
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(prediction, margin)`` of rows ``X`` (``(n, num_feature)``, converted to float32 as the
         compiled trees read it), float64, ``(n,)`` or ``(n, num_class)``."""
-        with np.errstate(over="ignore"):  # beyond float32's range is inf, as the trees read it
-            X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.num_feature:
-            raise BundleError(f"expected X of shape (n, {self.num_feature}), got {X.shape}")
+        try:
+            X = feature_rows(X, self.num_feature)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
         n = X.shape[0]
         if n == 0:
             shape = (0,) if self.num_class == 1 else (0, self.num_class)
