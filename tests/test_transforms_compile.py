@@ -222,3 +222,43 @@ def test_inspect_and_audit_show_the_transforms(compiled, tmp_path):
     md = (tmp_path / "audit.md").read_text()
     assert "Transform search (teaming, seed 000)" in md and "outer folds (each chose its own)" in md
     assert manifest["transforms"][0]["postfix"] in md
+
+
+@pytest.mark.backend_c
+def test_golden_transform_c_compiles_cleanly_and_matches_numba(tmp_path):
+    """tests/golden/{c,numba}/experts_transforms.*: warning-free C that computes what the numba module does."""
+    import ctypes
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    from fecc.lower.ensemble import CFLAGS
+    from fecc.search import function_names
+    from fecc_runtime.experts import ExpertSet
+    from fecc_runtime.format import transform_value
+
+    golden = Path(__file__).parent / "golden"
+    (tmp_path / "experts.c").write_text((golden / "c" / "experts_transforms.c").read_text())
+    proc = subprocess.run(["gcc", *CFLAGS, "-Wall", "-Wextra", "-Werror", "-shared", "-o", "experts.so", "experts.c",
+                           "-lm"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lib = ctypes.CDLL(str(tmp_path / "experts.so"))
+    (tmp_path / "experts.py").write_text((golden / "numba" / "experts_transforms.py").read_text())
+    py = ExpertSet(tmp_path, [{"name": "expert_1", **function_names("expert_1")}], "experts.py", use_numba=False,
+                   transform_names=["tf_1", "tf_2"])
+    rng = np.random.default_rng(3)
+    X = round_float32(rng.normal(40, 30, size=(200, 4)))
+    X[::7, 1], X[::9, 3], X[5, 0], X[6, 1] = np.nan, np.inf, 3e38, 3e38   # 3e38 * 3e38 overflows: NaN
+    rows = py.input_rows(X)
+    fn = lib.fecc_transforms
+    fn.restype, fn.argtypes = None, [ctypes.c_void_p, ctypes.c_void_p]
+    out = np.empty(2)
+    got = np.array([(fn(np.ascontiguousarray(r).ctypes.data, out.ctypes.data), out.copy())[1] for r in X])
+    want = rows[:, 4:]
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.allclose(got, want, equal_nan=True, rtol=1e-7)
+    assert np.isnan(want[5, 0]) and np.isnan(want[6, 0])
+    assert np.array_equal(want, transform_value(want), equal_nan=True)   # already served values
+    region = lib.expert_1_region
+    region.restype, region.argtypes = ctypes.c_int32, [ctypes.c_void_p]
+    inside = np.array([bool(region(np.ascontiguousarray(r).ctypes.data)) for r in rows])
+    assert np.array_equal(inside, np.array([bool(py.module.expert_1_region(r)) for r in rows]))

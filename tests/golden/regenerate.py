@@ -42,12 +42,31 @@ def every_node_experts(features=("age", "income ($)", "class", "x3")):
     ]
 
 
+def transform_fixture(features=("age", "income ($)", "class", "x3")):
+    """Two transforms (seed 000) and one expert that reads them: the layout features, then tf_1, tf_2."""
+    from fecc.ir import parse_postfix, to_math
+    from fecc.lower.expert_source import TransformSource
+    from fecc.search import Expert
+
+    a, b, c, d = ("$" + quote(f, safe="_.") for f in features)
+    transforms = [TransformSource("tf_1", parse_postfix(f"{a} {b} mul")),
+                  TransformSource("tf_2", parse_postfix(f"{d} log {c} 2.0 div sub"))]
+    region = parse_postfix(f"$tf_1 1500.0 gt {c} isnan or")
+    correction = parse_postfix(f"0.1 $tf_2 mul $tf_1 1e-05 mul add")
+    expert = Expert(name="expert_1", region_index=1, region=region, region_rule=to_math(region, digits=6),
+                    correction=correction, structure=correction, params={},
+                    metrics={"valid": {"score": 0.81, "legacy_score": 0.8, "z": 2.6}}, iterations=1)
+    return [expert], transforms
+
+
 def numba_fixtures() -> dict[str, str]:
     """The numba backend's goldens: one module whose experts use every IR node and operator."""
     from fecc.lower.numba_backend import emit_module
 
     features = ["age", "income ($)", "class", "x3"]
-    return {"experts_every_node.py": emit_module(every_node_experts(features), features).text}
+    experts, transforms = transform_fixture()
+    return {"experts_every_node.py": emit_module(every_node_experts(features), features).text,
+            "experts_transforms.py": emit_module(experts, features, transforms).text}
 
 
 def c_fixtures() -> dict[str, str]:
@@ -63,8 +82,10 @@ def c_fixtures() -> dict[str, str]:
     # with categorical splits
     engine, _ = array_engine_source(load_forest(TREES_LEGACY), name="legacy", api_prefix="fecc_legacy_",
                                     library="ensemble.so")
+    experts, transforms = transform_fixture()
     return {"experts_every_node.c": emit_experts_c(every_node_experts(features), features).text,
-            "legacy_engine_categorical.c": engine}
+            "legacy_engine_categorical.c": engine,
+            "experts_transforms.c": emit_experts_c(experts, features, transforms).text}
 
 
 #: The stored model of the array-engine and ONNX tree goldens: LightGBM, categorical splits (float64).
@@ -89,7 +110,12 @@ def onnx_fixtures() -> dict[str, str]:
 
     # the --trees onnx graph of a LightGBM model with categorical splits (zero threshold, category codes)
     trees = tree_model(load_forest(TREES_LEGACY), input_type="float64", doc="golden fixture")
+    experts_t, transforms = transform_fixture(ONNX_FEATURES[:4])
+    with_transforms = build_model(legacy=load_forest(ONNX_LEGACY), experts=experts_t, feature_names=ONNX_FEATURES,
+                                  link="logistic", base_margin="legacy+experts", aggregator=None,
+                                  doc="golden fixture", transforms=transforms)
     return {"experts_every_node.onnx.txt": graph_text(expressions_model(exprs, ONNX_FEATURES)),
+            "bundle_transforms.onnx.txt": graph_text(with_transforms),
             "bundle_every_node.onnx.txt": graph_text(whole),
             "trees_categorical.onnx.txt": graph_text(trees)}
 
