@@ -409,12 +409,12 @@ def build_manifest(*, inputs: Inputs, options: CompileOptions, legacy: dict, sea
             aggregator = {**aggregator, "trees": search.aggregator_trees}
         manifest.update(experts=slots["experts"], aggregator=aggregator, gate=slots["gate"],
                         search={**slots["search"], "proposer": search.proposer})
+        if search.experts_module is not None:
+            manifest["experts_module"] = search.experts_module
         # the transforms ship with the experts (the legacy trees never read them)
         manifest["transforms"] = [t.to_dict() for t in search.shipped_transforms]
     if transforms is not None:
         manifest.setdefault("search", {})["transforms"] = {**transforms.stats(), "shipped": bool(manifest["transforms"])}
-        if search.experts_module is not None:
-            manifest["experts_module"] = search.experts_module
     return manifest
 
 
