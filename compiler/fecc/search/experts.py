@@ -191,6 +191,32 @@ class _Candidate:
     bounds: tuple[float, float] = (0.0, 0.0)     # the full fit's clamp (range on its rows)
 
 
+@dataclass
+class _Walk:
+    """The outer loop's state: the current and best states, constraints, temperature, counts."""
+
+    current: _Candidate
+    best: _Candidate
+    best_full: np.ndarray
+    states: list[tuple[_Candidate, np.ndarray]]   # every accepted state, simplest first
+    tau: float
+    start_score: float
+    positive: list[str] = field(default_factory=list)
+    negative: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    feedback: str | None = None
+    accepted: int = 0
+    proposals: int = 0
+    stats: object = None
+    inst: object = None
+    tau_decay: float = 0.7
+
+    def cool(self) -> bool:
+        """The annealing temperature decays after every proposal, whatever became of it."""
+        self.tau *= self.tau_decay
+        return True
+
+
 class Chain:
     """One expert chain (see the module docstring).  Call :meth:`run`.
 
@@ -421,133 +447,140 @@ class Chain:
         return cand, g_full, region, thresholds[self.F]
 
     def _run(self) -> ChainOutcome:
-        opts = self.options
+        """The outer loop: ask, check, fit, judge — until the budget or the iterations run out."""
         t0 = time.perf_counter()
         llm0 = self._llm_seconds()
         start_score = self._score(np.zeros((self.F, self.rows.n)))
         current, g_full, region, thresholds = self._seed_stage(t0)
         self.progress(f"{self.name}: seed bias {current.full_params['c_0']:+.4g}, out-of-fold gain "
                       f"{current.score - start_score:+.5f}; rule {self._rule(region)}")
-        history = [{"proposal": 0, "intent": "seed: constant bias", "postfix": to_postfix(current.structure),
-                    "params": dict(current.full_params), "oof_score": round(current.score, 8), "status": "accepted"}]
-        best, best_full = current, g_full
-        states = [(current, g_full)]          # every accepted state, simplest first
-        positive: list[str] = []
-        negative: list[str] = []
-        feedback = None
-        tau = opts.tau0
-        accepted = proposals = 0
-        stats, inst = self._prompt_data(g_full, 0)
-        region_rows = np.flatnonzero(self.masks[self.F])
-        region_cols = self.rows.subset(region_rows)
+        walk = _Walk(current=current, best=current, best_full=g_full, states=[(current, g_full)],
+                     tau=self.options.tau0, tau_decay=self.options.tau_decay, start_score=start_score)
+        walk.history.append({"proposal": 0, "intent": "seed: constant bias", "postfix": to_postfix(current.structure),
+                             "params": dict(current.full_params), "oof_score": round(current.score, 8),
+                             "status": "accepted"})
+        walk.stats, walk.inst = self._prompt_data(g_full, 0)
+        region_cols = self.rows.subset(np.flatnonzero(self.masks[self.F]))
         while True:
-            self._state = dict(proposal=proposals, accepted=accepted, best=best.score - start_score, legacy=0.0,
-                               llm0=llm0, t0=t0, last=getattr(self, "_last", ""))
+            self._state = dict(proposal=walk.proposals, accepted=walk.accepted, best=walk.best.score - start_score,
+                               legacy=0.0, llm0=llm0, t0=t0, last=getattr(self, "_last", ""))
             self._step(**self._state)
-            if not (accepted < opts.iterations and proposals < opts.max_proposals and time.time() < self.deadline):
+            if not (walk.accepted < self.options.iterations and walk.proposals < self.options.max_proposals
+                    and time.time() < self.deadline):
                 break
-            proposals += 1
-            t1 = time.perf_counter()
-            ctx = self._context(current.structure, current.full_params, current.score, region, stats, inst,
-                                positive, negative, feedback, accepted, proposals)
-            common = dict(region_rule=self._rule(region), region_postfix=to_postfix(region), iteration=accepted,
-                          proposal=proposals, previous_score=current.score, tau=tau)
-            try:
-                prop: Proposal = self.proposer.propose(ctx)
-            except BudgetExhausted as e:  # the whole compile's LLM budget: stop asking, keep what we have
-                if not e.usage.get("calls"):
-                    proposals -= 1  # nothing was asked
-                self._record(**common, status="budget", message=e.reason, seconds=time.perf_counter() - t1)
-                self.progress(f"{self.name}: {e.reason}; the chain stops here")
+            if not self._proposal(walk, region, region_cols):
                 break
-            except ProposalError as e:
-                feedback = f"the previous answer was unusable: {e.reason}"
-                self._record(**common, status="proposer-error", message=e.reason, raw=e.raw, usage_json=e.usage,
-                             seconds=time.perf_counter() - t1)
-                tau *= opts.tau_decay
-                continue
-            except Exception as e:  # noqa: BLE001 - a crashing backend costs a proposal, not the compile
-                self._record(**common, status="proposer-error", message=f"{type(e).__name__}: {e}",
-                             seconds=time.perf_counter() - t1)
-                tau *= opts.tau_decay
-                continue
-            cur_params = current.full_params
-            new_names = [p for p in params_of(prop.expr) if p not in cur_params]
-            reserved = {t for r in (self.fit_regions or []) if r is not None for t in r.thresholds}
-            try:
-                validate(prop.expr, features=self.features, params=set(cur_params) | set(prop.space),
-                         expect="num", limits=Limits())
-                if not new_names:
-                    raise IRValidationError(["the structure adds no new parameter to tune"])
-                clash = sorted(set(new_names) & reserved)
-                if clash:
-                    raise IRValidationError([f"parameter name(s) {', '.join('@' + c for c in clash)} are "
-                                             "reserved for the region's thresholds"])
-            except IRValidationError as e:
-                feedback = f"the previous answer was rejected: {e}"
-                self._record(**common, status="invalid", intent=prop.intent, expr_postfix=to_postfix(prop.expr),
-                             space_json={k: vars(v) for k, v in prop.space.items()}, message=str(e), raw=prop.raw,
-                             usage_json=prop.usage, seconds=time.perf_counter() - t1)
-                tau *= opts.tau_decay
-                continue
-            space = {k: v for k, v in prop.space.items() if k in new_names}
-            # does the structure change the function on the region at all?  (cheap, before fitting)
-            probe_rng = np.random.default_rng(self.seed + 31 * proposals)
-            before = evaluate(current.structure, region_cols, cur_params)
-            changed = False
-            with np.errstate(all="ignore"):
-                for _ in range(3):
-                    probe = {**cur_params, **{k: float(probe_rng.uniform(r.low, r.high)) for k, r in space.items()}}
-                    after = evaluate(prop.expr, region_cols, probe)
-                    if not np.array_equal(np.nan_to_num(after), np.nan_to_num(before)):
-                        changed = True
-                        break
-            if not changed:
-                msg = "the edit does not change the correction on the region's rows"
-                negative.append(f"{prop.intent}: no effect on the region")
-                feedback = msg
-                self._record(**common, status="no-change", intent=prop.intent, expr_postfix=to_postfix(prop.expr),
-                             message=msg, raw=prop.raw, usage_json=prop.usage, seconds=time.perf_counter() - t1)
-                tau *= opts.tau_decay
-                continue
-            feedback = None
-            try:
-                cand, g_cand = self._candidate(prop.expr, space, cur_params, self.seed + 101 * proposals)
-            except Exception as e:  # noqa: BLE001 - a candidate that cannot be evaluated is a failed candidate
-                feedback = f"evaluating the previous answer failed: {type(e).__name__}: {e}"
-                self._record(**common, status="failed", intent=prop.intent, expr_postfix=to_postfix(prop.expr),
-                             message=feedback, raw=prop.raw, usage_json=prop.usage, seconds=time.perf_counter() - t1)
-                tau *= opts.tau_decay
-                continue
-            # annealing: tolerate a small loss early on; an edit that leaves the score exactly
-            # where it was only adds complexity, so it is not promoted
-            ok = bool(np.isfinite(cand.score)) and cand.score > current.score - tau and cand.score != current.score
-            status = "accepted" if ok else "rejected"
-            summary = (f"{prop.intent}: out-of-fold gain {cand.score - start_score:+.5f} vs "
-                       f"{current.score - start_score:+.5f} ({status})")
-            (positive if ok and cand.score >= current.score else negative).append(summary)
-            history.append({"proposal": proposals, "intent": prop.intent, "postfix": to_postfix(prop.expr),
-                            "params": dict(cand.full_params or {}), "oof_score": round(cand.score, 8),
-                            "status": status})
-            self._record(**common, status=status, intent=prop.intent, expr_postfix=to_postfix(prop.expr),
-                         params_json=cand.full_params, space_json={k: vars(v) for k, v in space.items()},
-                         valid_score=cand.score, raw=prop.raw, usage_json=prop.usage,
-                         seconds=time.perf_counter() - t1)
-            if ok:
-                accepted += 1
-                current = cand
-                states.append((cand, g_cand))
-                if cand.score > best.score:
-                    best, best_full = cand, g_cand
-                stats, inst = self._prompt_data(g_cand, proposals)
-                self.progress(f"{self.name}: accepted '{prop.intent}' → out-of-fold gain "
-                              f"{cand.score - start_score:+.5f}")
-            tau *= opts.tau_decay
-        pick, pick_full = self._one_se(states, best)
-        if pick is not best:
+        pick, pick_full = self._one_se(walk.states, walk.best)
+        if pick is not walk.best:
             self.progress(f"{self.name}: one-standard-error rule keeps the simpler state "
-                          f"(out-of-fold gain {pick.score - start_score:+.5f} vs best {best.score - start_score:+.5f})")
-        return self._finish(pick, pick_full, region, thresholds, start_score, accepted, proposals, history)
+                          f"(out-of-fold gain {pick.score - start_score:+.5f} vs best "
+                          f"{walk.best.score - start_score:+.5f})")
+        return self._finish(pick, pick_full, region, thresholds, start_score, walk.accepted, walk.proposals,
+                            walk.history)
+
+    def _proposal(self, walk: _Walk, region: Expr, region_cols: dict[str, np.ndarray]) -> bool:
+        """One proposal: ask, check, fit and judge it.  ``False`` when the chain must stop (budget)."""
+        walk.proposals += 1
+        t1 = time.perf_counter()
+        current = walk.current
+        ctx = self._context(current.structure, current.full_params, current.score, region, walk.stats, walk.inst,
+                            walk.positive, walk.negative, walk.feedback, walk.accepted, walk.proposals)
+        common = dict(region_rule=self._rule(region), region_postfix=to_postfix(region), iteration=walk.accepted,
+                      proposal=walk.proposals, previous_score=current.score, tau=walk.tau)
+        try:
+            prop: Proposal = self.proposer.propose(ctx)
+        except BudgetExhausted as e:  # the whole compile's LLM budget: stop asking, keep what we have
+            if not e.usage.get("calls"):
+                walk.proposals -= 1  # nothing was asked
+            self._record(**common, status="budget", message=e.reason, seconds=time.perf_counter() - t1)
+            self.progress(f"{self.name}: {e.reason}; the chain stops here")
+            return False
+        except ProposalError as e:
+            walk.feedback = f"the previous answer was unusable: {e.reason}"
+            self._record(**common, status="proposer-error", message=e.reason, raw=e.raw, usage_json=e.usage,
+                         seconds=time.perf_counter() - t1)
+            return walk.cool()
+        except Exception as e:  # noqa: BLE001 - a crashing backend costs a proposal, not the compile
+            self._record(**common, status="proposer-error", message=f"{type(e).__name__}: {e}",
+                         seconds=time.perf_counter() - t1)
+            return walk.cool()
+        tried = dict(common, intent=prop.intent, expr_postfix=to_postfix(prop.expr), raw=prop.raw,
+                     usage_json=prop.usage)
+        new_names = [p for p in params_of(prop.expr) if p not in current.full_params]
+        try:
+            self._check(prop, current.full_params, new_names)
+        except IRValidationError as e:
+            walk.feedback = f"the previous answer was rejected: {e}"
+            self._record(**tried, status="invalid", space_json={k: vars(v) for k, v in prop.space.items()},
+                         message=str(e), seconds=time.perf_counter() - t1)
+            return walk.cool()
+        space = {k: v for k, v in prop.space.items() if k in new_names}
+        if not self._changes(prop.expr, current, space, region_cols, walk.proposals):
+            msg = "the edit does not change the correction on the region's rows"
+            walk.negative.append(f"{prop.intent}: no effect on the region")
+            walk.feedback = msg
+            self._record(**tried, status="no-change", message=msg, seconds=time.perf_counter() - t1)
+            return walk.cool()
+        walk.feedback = None
+        try:
+            cand, g_cand = self._candidate(prop.expr, space, current.full_params, self.seed + 101 * walk.proposals)
+        except Exception as e:  # noqa: BLE001 - a candidate that cannot be evaluated is a failed candidate
+            walk.feedback = f"evaluating the previous answer failed: {type(e).__name__}: {e}"
+            self._record(**tried, status="failed", message=walk.feedback, seconds=time.perf_counter() - t1)
+            return walk.cool()
+        self._judge(walk, prop, cand, g_cand, space, tried, t1)
+        return walk.cool()
+
+    def _check(self, prop: Proposal, cur_params: dict[str, float], new_names: list[str]) -> None:
+        """Raise :class:`IRValidationError` unless the proposal is valid IR that adds a free parameter."""
+        reserved = {t for r in (self.fit_regions or []) if r is not None for t in r.thresholds}
+        validate(prop.expr, features=self.features, params=set(cur_params) | set(prop.space),
+                 expect="num", limits=Limits())
+        if not new_names:
+            raise IRValidationError(["the structure adds no new parameter to tune"])
+        clash = sorted(set(new_names) & reserved)
+        if clash:
+            raise IRValidationError([f"parameter name(s) {', '.join('@' + c for c in clash)} are "
+                                     "reserved for the region's thresholds"])
+
+    def _changes(self, expr: Expr, current: _Candidate, space: dict[str, ParamRange],
+                 region_cols: dict[str, np.ndarray], proposal: int) -> bool:
+        """Does the structure change the function on the region at all?  (Cheap, before fitting.)"""
+        probe_rng = np.random.default_rng(self.seed + 31 * proposal)
+        before = evaluate(current.structure, region_cols, current.full_params)
+        with np.errstate(all="ignore"):
+            for _ in range(3):
+                probe = {**current.full_params, **{k: float(probe_rng.uniform(r.low, r.high)) for k, r in space.items()}}
+                after = evaluate(expr, region_cols, probe)
+                if not np.array_equal(np.nan_to_num(after), np.nan_to_num(before)):
+                    return True
+        return False
+
+    def _judge(self, walk: _Walk, prop: Proposal, cand: _Candidate, g_cand: np.ndarray,
+               space: dict[str, ParamRange], tried: dict, t1: float) -> None:
+        """Annealing: tolerate a small loss early on; an edit that leaves the score exactly
+        where it was only adds complexity, so it is not promoted."""
+        current, start_score = walk.current, walk.start_score
+        ok = bool(np.isfinite(cand.score)) and cand.score > current.score - walk.tau and cand.score != current.score
+        status = "accepted" if ok else "rejected"
+        summary = (f"{prop.intent}: out-of-fold gain {cand.score - start_score:+.5f} vs "
+                   f"{current.score - start_score:+.5f} ({status})")
+        (walk.positive if ok and cand.score >= current.score else walk.negative).append(summary)
+        walk.history.append({"proposal": walk.proposals, "intent": prop.intent, "postfix": to_postfix(prop.expr),
+                             "params": dict(cand.full_params or {}), "oof_score": round(cand.score, 8),
+                             "status": status})
+        self._record(**tried, status=status, params_json=cand.full_params,
+                     space_json={k: vars(v) for k, v in space.items()}, valid_score=cand.score,
+                     seconds=time.perf_counter() - t1)
+        if not ok:
+            return
+        walk.accepted += 1
+        walk.current = cand
+        walk.states.append((cand, g_cand))
+        if cand.score > walk.best.score:
+            walk.best, walk.best_full = cand, g_cand
+        walk.stats, walk.inst = self._prompt_data(g_cand, walk.proposals)
+        self.progress(f"{self.name}: accepted '{prop.intent}' → out-of-fold gain {cand.score - start_score:+.5f}")
 
     def _one_se(self, states: list[tuple[_Candidate, np.ndarray]], best: _Candidate):
         """The simplest accepted state whose out-of-fold score is within one standard error of the best.
