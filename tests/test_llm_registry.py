@@ -64,3 +64,23 @@ def test_auto_resolves_to_a_concrete_spec():
     assert resolve_spec("auto") in ("none", "local:qwen0.5b")
     assert resolve_spec(None) == "none"  # the default: the grammar proposer (see the accuracy benchmark)
     assert resolve_spec("openai:http://h#m") == "openai:http://h#m"
+
+
+def test_specs_that_cannot_work_are_refused_before_any_work(tmp_path):
+    """A missing recording or an unknown local model is one UserError at option time,
+    not a failure after the trees were lowered."""
+    from fecc.errors import UserError
+    from fecc.llm.registry import check_spec
+
+    with pytest.raises(UserError, match="no recording at"):
+        check_spec(f"replay:{tmp_path / 'missing.jsonl'}")
+    with pytest.raises(UserError, match="expects replay:FILE"):
+        check_spec("replay:")
+    with pytest.raises(UserError, match="unknown local model 'nosuchmodel'"):
+        check_spec("local:nosuchmodel")
+    with pytest.raises(UserError, match="unknown local model"):
+        check_spec(f"local:{tmp_path / 'absent.gguf'}")
+    recording = tmp_path / "answers.jsonl"
+    recording.write_text("")
+    check_spec(f"replay:{recording}")  # present: accepted
+    check_spec("none")

