@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from ..ir import Expr, parse_postfix, to_math, to_postfix
+from ..ir.named import NamedExpression
 
 
 class ExpertRecord(Protocol):
@@ -32,7 +33,7 @@ class ExpertRecord(Protocol):
 
 
 @dataclass(frozen=True)
-class TransformSource:
+class TransformSource(NamedExpression):
     """One transform for the backends: a named numeric IR expression over the model's features.
 
     The search's :class:`fecc.transforms.Transform` has the same ``name`` and ``expr``;
@@ -41,14 +42,6 @@ class TransformSource:
 
     name: str
     expr: Expr
-
-    @property
-    def postfix(self) -> str:
-        return to_postfix(self.expr)
-
-    @property
-    def math(self) -> str:
-        return to_math(self.expr, digits=6)
 
     @classmethod
     def of(cls, transform: Any) -> "TransformSource":

@@ -29,7 +29,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..ir import Expr, evaluate, features_of, simplify, to_math, to_postfix
+from ..ir import Expr, evaluate, features_of, simplify, to_postfix
+from ..ir.named import NamedExpression
 from ..ir.postfix import IRSyntaxError
 from ..search import metrics
 from .archive import TransformArchive
@@ -44,20 +45,12 @@ from .vocab import END, Vocab
 
 
 @dataclass
-class Transform:
+class Transform(NamedExpression):
     """One chosen transform: a named numeric feature written in the IR."""
 
     name: str
     expr: Expr
     metrics: dict[str, Any]
-
-    @property
-    def postfix(self) -> str:
-        return to_postfix(self.expr)
-
-    @property
-    def math(self) -> str:
-        return to_math(self.expr, digits=6)
 
     @property
     def features(self) -> list[str]:
