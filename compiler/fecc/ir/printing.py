@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .nodes import Expr
 from .ops import OPS
@@ -172,6 +172,41 @@ def _math_spelling(name: str) -> Spelling:
         return Spelling(op.math, op.prec, (ANY,) * op.arity)
     bounds = tuple(op.prec if i == 0 or name in _MATH_ASSOCIATIVE else op.prec + 1 for i in range(op.arity))
     return Spelling(op.math, op.prec, bounds)
+
+
+class LocalsPrinter(Printer):
+    """A printer for generated functions that first copy ``x[j]`` into named locals.
+
+    Parameters
+    ----------
+    locals_ : feature name → local variable name holding ``x[j]``; any other feature
+        raises :attr:`error`.
+    """
+
+    def __init__(self, locals_: Mapping[str, str]):
+        super().__init__()
+        self.locals = locals_
+
+    def feature(self, name: str) -> str:
+        try:
+            return self.locals[name]
+        except KeyError:
+            raise self.error(f"feature {name!r} is not a model feature") from None
+
+
+def unique_identifiers(names: Sequence[str], make: Callable[[str], str]) -> dict[str, str]:
+    """``name → make(name)``, made unique by ``_2``, ``_3``… suffixes in list order (stable
+    for a given list).  ``make`` is a language's rule for a valid local name."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = ident = make(name)
+        k = 2
+        while ident in used:
+            ident, k = f"{base}_{k}", k + 1
+        used.add(ident)
+        out[name] = ident
+    return out
 
 
 class MathPrinter(Printer):

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from ..ir import Expr, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP, OPS
-from ..ir.printing import Printer, Spelling, call, infix, prefix
+from ..ir.printing import LocalsPrinter, Spelling, call, infix, prefix, unique_identifiers
 from ..templating import render
 from fecc_runtime.format import input_layout
 from .expert_source import ExpertSource, TransformSource, source_hash
@@ -127,22 +127,18 @@ def literal(value: float) -> str:
 
 def identifiers(names: Sequence[str]) -> dict[str, str]:
     """A valid, unique C local name for each feature name (stable for a given list)."""
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for name in names:
+
+    def make(name: str) -> str:
         ident = re.sub(r"\W+", "_", name.encode("ascii", "replace").decode()).strip("_")
         if (not ident or ident[0].isdigit() or ident in _RESERVED or ident.isupper()
                 or ident.startswith(("expert_", "fecc_", "FECC_", "FP_", "M_", "INT", "UINT"))):
             ident = "f_" + ident
-        base, k = ident, 2
-        while ident in used:
-            ident, k = f"{base}_{k}", k + 1
-        used.add(ident)
-        out[name] = ident
-    return out
+        return ident
+
+    return unique_identifiers(names, make)
 
 
-class CBackend(Printer):
+class CBackend(LocalsPrinter):
     """IR → C expression text.
 
     Parameters
@@ -154,16 +150,6 @@ class CBackend(Printer):
     negative_prec = _P_UNARY
     language = "the C backend"
     error = LoweringError
-
-    def __init__(self, locals_: dict[str, str]):
-        super().__init__()
-        self.locals = locals_
-
-    def feature(self, name: str) -> str:
-        try:
-            return self.locals[name]
-        except KeyError:
-            raise LoweringError(f"feature {name!r} is not a model feature") from None
 
     def literal(self, value: float) -> str:
         return literal(value)

@@ -36,7 +36,7 @@ from fecc_runtime.format import EXPERT_SEMANTICS, TRANSFORM_SEMANTICS, function_
 
 from ..ir import Expr, OPS, features_of, format_number, to_math, to_postfix
 from ..ir.ops import DIV_EPS, EXP_CLIP
-from ..ir.printing import Printer, Spelling, call, infix, prefix
+from ..ir.printing import LocalsPrinter, Spelling, call, infix, prefix, unique_identifiers
 from ..templating import render
 from .expert_source import ExpertRecord, TransformSource, source_hash as _source_hash
 
@@ -112,22 +112,18 @@ def literal(value: float) -> str:
 
 def identifiers(names: Sequence[str]) -> dict[str, str]:
     """A valid, unique Python local name for each feature name (stable for a given list)."""
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for name in names:
+
+    def make(name: str) -> str:
         ident = re.sub(r"\W+", "_", name).strip("_")
         if not ident or ident[0].isdigit() or ident.startswith("_") or keyword.iskeyword(ident) \
                 or ident in _RESERVED or ident.startswith("expert_"):
             ident = "f_" + ident
-        base, k = ident, 2
-        while ident in used:
-            ident, k = f"{base}_{k}", k + 1
-        used.add(ident)
-        out[name] = ident
-    return out
+        return ident
+
+    return unique_identifiers(names, make)
 
 
-class NumbaBackend(Printer):
+class NumbaBackend(LocalsPrinter):
     """IR → Python expression text, for the numba module.
 
     Parameters
@@ -139,16 +135,6 @@ class NumbaBackend(Printer):
     negative_prec = _P_NEG
     language = "the numba backend"
     error = LoweringError
-
-    def __init__(self, locals_: dict[str, str]):
-        super().__init__()
-        self.locals = locals_
-
-    def feature(self, name: str) -> str:
-        try:
-            return self.locals[name]
-        except KeyError:
-            raise LoweringError(f"feature {name!r} is not a model feature") from None
 
     def literal(self, value: float) -> str:
         return literal(value)
