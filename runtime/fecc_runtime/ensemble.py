@@ -19,7 +19,6 @@ with the same operations in the same order (see ``ensemble/ensemble.c``).
 from __future__ import annotations
 
 import ctypes
-import os
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ import numpy as np
 
 from .format import feature_rows
 from .trees import TreeEngineError, TreeEnsemble
+from .workers import WorkerPool
 
 __all__ = ["CompiledEnsemble", "ENSEMBLE_ABI"]
 
@@ -113,11 +113,8 @@ class CompiledEnsemble:
         self._batch = lib.fecc_ensemble_batch
         self._batch.restype = None
         self._batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
-        if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.n_threads = max(1, int(n_threads))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._workers = WorkerPool(n_threads)
+        self.n_threads = self._workers.n_threads
         # one row: buffers and the call's arguments as ctypes objects, built once (see
         # TreeEnsemble.predict_row): per call, one copy and one ctypes call
         #   fecc_ensemble_one(const void* legacy, const void* aggregator, const double* x, double* out)
@@ -191,17 +188,11 @@ class CompiledEnsemble:
         self._batch(self._refs[0], self._refs[1], xp, hi - lo, out.ctypes.data + lo * out.itemsize)
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads - 1 or 1, thread_name_prefix="fecc-ensemble")
-            return self._pool
+        return self._workers.get("fecc-ensemble")
 
     def close(self) -> None:
         """Stop the worker threads."""
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._workers.close()
 
     def __repr__(self) -> str:
         return f"CompiledEnsemble(experts={self.experts}, aggregator_trees={self._aggregator is not None})"

@@ -12,8 +12,6 @@ batches are split over this module's own threads instead.
 """
 from __future__ import annotations
 
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 
 from .errors import BundleError
 from .format import feature_rows
+from .workers import WorkerPool
 
 __all__ = ["OnnxGraph"]
 
@@ -85,11 +84,8 @@ class OnnxGraph:
         if ([i.name for i in inputs] != [self._input] or inputs[0].type != "tensor(float)"
                 or inputs[0].shape[1:] != [self.num_feature] or sorted(names) != sorted(self._outputs)):
             raise BundleError(f"{path.name} does not have the input and outputs the manifest names")
-        if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.n_threads = max(1, int(n_threads))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._workers = WorkerPool(n_threads)
+        self.n_threads = self._workers.n_threads
 
     def _run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pred, margin = self._session.run(self._outputs, {self._input: X})
@@ -120,14 +116,8 @@ class OnnxGraph:
         return pred.astype(np.float64, copy=False), margin.astype(np.float64, copy=False)
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads - 1 or 1, thread_name_prefix="fecc-onnx-graph")
-            return self._pool
+        return self._workers.get("fecc-onnx-graph")
 
     def close(self) -> None:
         """Stop the worker threads."""
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._workers.close()

@@ -13,8 +13,6 @@ model's order (and XGBoost's margins bit for bit).
 """
 from __future__ import annotations
 
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 
 from .errors import BundleError
 from .trees import TreeEngineError
+from .workers import WorkerPool
 
 __all__ = ["OnnxTreeEnsemble", "postprocess"]
 
@@ -90,11 +89,8 @@ class OnnxTreeEnsemble:
         self._postprocess = entry["postprocess"]
         self._alpha = float(entry.get("sigmoid_alpha", 1.0))
         self._feat_dtype = np.dtype(np.float32 if entry["feature_type"] == "float32" else np.float64)
-        if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.n_threads = max(1, int(n_threads))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._workers = WorkerPool(n_threads)
+        self.n_threads = self._workers.n_threads
 
         path = Path(bundle_dir) / entry["onnx"]
         opts = ort.SessionOptions()
@@ -161,11 +157,7 @@ class OnnxTreeEnsemble:
         return out[:, 0] if self.num_class == 1 else out
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads - 1 or 1,
-                                                thread_name_prefix=f"fecc-onnx-{self.name}")
-            return self._pool
+        return self._workers.get(f"fecc-onnx-{self.name}")
 
     # ------------------------------------------------------------- single row
 
@@ -185,10 +177,7 @@ class OnnxTreeEnsemble:
 
     def close(self) -> None:
         """Stop the worker threads."""
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._workers.close()
 
     def __repr__(self) -> str:
         return (f"OnnxTreeEnsemble({self.name!r}, trees={self.entry['num_tree']}, "

@@ -27,7 +27,6 @@ taken).
 from __future__ import annotations
 
 import ctypes
-import os
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .workers import WorkerPool
 
 __all__ = ["TreeEnsemble", "TreeEngineError"]
 
@@ -102,11 +103,8 @@ class TreeEnsemble:
         self.row_engine = entry.get("row_engine")
         if self.row_engine not in ("array", "ifelse"):
             raise TreeEngineError(f"{self.name}: unknown row_engine {self.row_engine!r}")
-        if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.n_threads = max(1, int(n_threads))
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._workers = WorkerPool(n_threads)
+        self.n_threads = self._workers.n_threads
 
         lib_path = bundle_dir / entry["library"]
         try:
@@ -277,11 +275,7 @@ class TreeEnsemble:
             fut.result()
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.n_threads - 1 or 1,
-                                                thread_name_prefix=f"fecc-{self.name}")
-            return self._pool
+        return self._workers.get(f"fecc-{self.name}")
 
     # ------------------------------------------------------------- single row
 
@@ -327,10 +321,7 @@ class TreeEnsemble:
 
     def close(self) -> None:
         """Stop the worker threads (the library stays loaded until the process ends)."""
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._workers.close()
 
     def __repr__(self) -> str:
         return (f"TreeEnsemble({self.name!r}, trees={self.entry['num_tree']}, "
