@@ -203,6 +203,8 @@ class SearchStage:
     aggregator_forest : the aggregator booster as the forest IR (``None``: no trees).
     transforms : the transforms the experts and the aggregator read (empty: the features alone);
         they ship with the experts, or not at all.
+    selection : with ``--transforms teaming``, the :class:`~fecc.search.select.Selection` between the
+        search with the transforms and the search alone (``None`` without the transform stage).
     """
 
     result: Any
@@ -213,6 +215,7 @@ class SearchStage:
     summary: dict
     aggregator_forest: Any = None
     transforms: tuple = ()
+    selection: Any = None
 
     @property
     def shipped(self) -> bool:
@@ -247,34 +250,58 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     the experts (and the transforms they and the aggregator read) into one numba module
     (``experts/experts.py``), the aggregator's trees by the tree target.
 
-    With ``transforms`` the search runs on the rows with the transforms' columns appended, and the
-    gate reruns the transform search in each outer fold (:func:`fecc.search.run_search`'s
-    ``refit_features``), so its out-of-fold test judges the transforms' choice too."""
+    With ``transforms`` that chose at least one transform, the search runs twice on the same
+    outer folds and seed: on the rows with the transforms' columns appended (the gate rerunning
+    the transform search in each outer fold, :func:`fecc.search.run_search`'s ``refit_features``,
+    so its out-of-fold test judges the transforms' choice too), and on the model's features alone
+    (in ``<workdir>/nsr-alone``).  :func:`fecc.search.select.prefer` compares their out-of-fold
+    margins; the transforms ship only when they win, else the stage is exactly what
+    ``--transforms none`` computes.  Without a chosen transform the search runs once, alone."""
     from .llm.llm_proposer import Budget
     from .llm.registry import make_proposer
     from .lower.numba_backend import write_module
     from .search import run_search
     from .search.crossfit import gate_folds
+    from .search.select import prefer
 
     model, ds = inputs.model, inputs.ds
-    X = transforms.X if transforms is not None else inputs.X
-    chosen = transforms.transforms if transforms is not None else ()
-    features = {}
-    if transforms is not None:
-        features = dict(base_features=[str(c) for c in inputs.X.columns], refit_features=transforms.refit)
     sopts = options.search_options
     folds = gate_folds(ds.y, task=model.task, k=sopts.gate_folds, inner_k=sopts.n_folds, seed=options.seed)
     margin = _legacy_margin(legacy, inputs.X)
     budget = Budget(max_calls=options.llm_max_calls, max_tokens=options.llm_max_tokens,
                     max_seconds=options.llm_max_seconds)
-    proposer = make_proposer(options.llm, record=options.record, seed=options.seed, budget=budget,
-                             temperature=options.llm_temperature)
-    proposer_name = getattr(proposer, "name", type(proposer).__name__)
-    say(f"proposer: {proposer_name}")
     workdir = workdir_for(out)
     workdir.mkdir(parents=True, exist_ok=True)
-    result = run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, folds=folds, proposer=proposer,
-                        options=sopts, workdir=workdir, progress=say, **features)
+
+    def search(X: pd.DataFrame, where: Path, **features):
+        # a proposer of its own per search: the search alone is the --transforms none search exactly
+        proposer = make_proposer(options.llm, record=options.record, seed=options.seed, budget=budget,
+                                 temperature=options.llm_temperature)
+        say(f"proposer: {getattr(proposer, 'name', type(proposer).__name__)}")
+        where.mkdir(parents=True, exist_ok=True)
+        return run_search(X=X, y=ds.y, legacy_margin=margin, task=model.task, folds=folds, proposer=proposer,
+                          options=sopts, workdir=where, progress=say, **features), proposer
+
+    chosen, selection = (), None
+    if transforms is not None and transforms.transforms:
+        say(f"search: with the {len(transforms.transforms)} transform(s); the gate refits them in each outer fold")
+        derived, derived_proposer = search(transforms.X, workdir, base_features=[str(c) for c in inputs.X.columns],
+                                           refit_features=transforms.refit)
+        say("search: NSR alone (the model's features only), to judge the transforms against")
+        alone, alone_proposer = search(inputs.X, workdir / "nsr-alone")
+        selection = prefer(task=model.task, y=ds.y, legacy_margin=margin, alone=alone, derived=derived,
+                           alpha=sopts.gate_alpha)
+        say(f"transforms: selection → {selection.decision}: {selection.reason}")
+        if selection.transforms:
+            result, proposer, chosen = derived, derived_proposer, transforms.transforms
+        else:
+            result, proposer = alone, alone_proposer
+    else:
+        result, proposer = search(inputs.X, workdir)
+        if transforms is not None:
+            selection = prefer(task=model.task, y=ds.y, legacy_margin=margin, alone=result, derived=None,
+                               alpha=sopts.gate_alpha)
+    proposer_name = getattr(proposer, "name", type(proposer).__name__)
     slots = result.to_manifest()
     experts_module = aggregator_trees = aggregator_forest = None
     if result.shipped:
@@ -293,6 +320,8 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
     summary = {"experts": len(result.experts) if result.shipped else 0,
                "oof": slots["gate"].get("oof"), "test": slots["gate"].get("test"),
                "archive": str(result.archive_path)}
+    if selection is not None:
+        summary["transform_selection"] = selection.decision
     proposer_slot: dict = {"name": proposer_name}
     usage = getattr(proposer, "usage", None)
     if usage is not None and hasattr(usage, "as_dict"):
@@ -304,7 +333,7 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
         say(f"experience archive: {result.archive_path}")
     return SearchStage(result=result, slots=slots, proposer=proposer_slot, experts_module=experts_module,
                        aggregator_trees=aggregator_trees, summary=summary, aggregator_forest=aggregator_forest,
-                       transforms=chosen)
+                       transforms=chosen, selection=selection)
 
 
 # --------------------------------------------------------------------------- lower the ensemble
@@ -414,7 +443,10 @@ def build_manifest(*, inputs: Inputs, options: CompileOptions, legacy: dict, sea
         # the transforms ship with the experts (the legacy trees never read them)
         manifest["transforms"] = [t.to_dict() for t in search.shipped_transforms]
     if transforms is not None:
-        manifest.setdefault("search", {})["transforms"] = {**transforms.stats(), "shipped": bool(manifest["transforms"])}
+        st = {**transforms.stats(), "shipped": bool(manifest["transforms"])}
+        if search is not None and search.selection is not None:
+            st["selection"] = search.selection.to_manifest()
+        manifest.setdefault("search", {})["transforms"] = st
     return manifest
 
 

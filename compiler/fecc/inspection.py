@@ -19,7 +19,8 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
     -------
     str
         Lines: the bundle, its signature, objective, legacy model, gate decision, proposer,
-        one line per transform (``tf_1 = <math>``) and the transform search's counts, one line
+        one line per transform (``tf_1 = <math>``), the transform search's counts and its selection
+        against NSR alone (``transform selection: transforms|nsr-alone — <reason>``), one line
         per expert (``if <region>: margin += <correction>``) and what was verified.
 
     Raises
@@ -53,6 +54,9 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
         lines.append(f"  transform search: {st.get('decoder')} decoder (λ = {st.get('lambda')}), "
                      f"{st.get('generated')} generated, {st.get('invalid')} invalid, {st.get('evaluated')} evaluated, "
                      f"{st.get('ranked_out')} ranked out, {len(m.get('transforms') or [])} shipped")
+        sel = st.get("selection")
+        if isinstance(sel, dict):
+            lines.append(f"  transform selection: {sel.get('decision')} — {sel.get('reason', '')}")
     for e in m.get("experts", []):
         region = (e.get("region") or {}).get("rule", "?")
         correction = (e.get("correction") or {}).get("math", "")

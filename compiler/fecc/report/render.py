@@ -307,6 +307,14 @@ def _transform_search_pairs(manifest: dict) -> list[tuple[str, str]]:
         pairs.append(("outer folds (each chose its own)",
                       "; ".join(f"fold {f.get('fold', 0) + 1}: " + (" | ".join(_l(f["derived_features"])) or "none")
                                 for f in folds)))
+    sel = _d(st.get("selection"))
+    if sel:
+        pairs.append(("selection vs NSR alone", f"{sel.get('decision')} — {sel.get('reason', '')}"))
+        if sel.get("test"):
+            pairs.append(("selection test", f"{sel.get('test')}: gain {fmt(sel.get('gain'))}, "
+                                            f"z {fmt(sel.get('statistic'))}, one-sided p {fmt(sel.get('p_value'))} "
+                                            f"(alpha {fmt(sel.get('alpha'))}), interval "
+                                            + " .. ".join(fmt(v) for v in _l(sel.get("interval")))))
     if st.get("semantics"):
         pairs.append(("semantics", str(st["semantics"])))
     return pairs
@@ -494,6 +502,8 @@ def summary_text(v: dict) -> str:
         ts = dict(v["transform_search"])
         lines.append("  transform search: " + ", ".join(f"{k} {ts[k]}" for k in ("decoder", "lambda", "generated",
                      "invalid", "evaluated", "ranked_out", "chosen") if k in ts))
+        if "selection vs NSR alone" in ts:
+            lines.append("  transform selection: " + ts["selection vs NSR alone"])
     if v["aggregator"]:
         a = dict(v["aggregator"]["pairs"])
         top = ", ".join(f[0] for f in v["aggregator"]["importances"][:5])
