@@ -1,8 +1,9 @@
 """``fecc compile --transforms teaming`` end to end, and the gate's honesty with transforms.
 
-A legacy model of additive stumps cannot represent the planted interaction ``x1 * x2``;
-the transform search finds it, the experts and the aggregator read it as ``tf_1``, the
-gate ships, and every engine (C ensemble library, numba module, the one ONNX graph)
+A legacy model of additive stumps cannot represent the planted interaction ``x1 * x2 * x4``
+(nor can the aggregator's depth-2 trees, so NSR alone gets little of it); the transform
+search finds a product of those features, the experts and the aggregator read it as
+``tf_1``, the gate ships, the transforms beat NSR alone in the selection, and every engine (C ensemble library, numba module, the one ONNX graph)
 reproduces a reference computed here from the manifest alone with the IR's numpy
 evaluator and xgboost — on rows with NaN and ±inf too.
 """
@@ -26,13 +27,16 @@ pytest.importorskip("torch")
 SEARCH = {"n_regions": 1, "max_proposals": 4, "iterations": 2, "optuna_trials": 8}
 TRANSFORM = dict(golden=100, epochs=15, refit_epochs=3, rounds=1, starts=8, grad_steps=4, eval_top=24, audit=4,
                  probe_invalid=0, max_features=5, time_budget_s=60.0)
+#: the compile fixture's: a three-way product takes a larger golden set and a second round to find
+#: in most outer folds (each on 4/5 of the rows)
+PLANTED = dict(TRANSFORM, golden=200, rounds=2)
 FEATURES = [f"x{i}" for i in range(1, 6)]
 
 
 def _rows(n: int, seed: int, interaction: bool = True) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     X = pd.DataFrame({f: rng.normal(size=n) for f in FEATURES})
-    logit = 0.8 * X["x3"] + (1.5 * X["x1"] * X["x2"] if interaction else 0.0)
+    logit = 0.8 * X["x3"] + (2.0 * X["x1"] * X["x2"] * X["x4"] if interaction else 0.0)
     return X.assign(y=(rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
 
 
@@ -43,11 +47,11 @@ def compiled(tmp_path_factory):
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 1, "eta": 0.3, "seed": 0, "nthread": 1},
                         xgb.DMatrix(legacy[FEATURES], label=legacy["y"]), num_boost_round=20)
     booster.save_model(d / "model.json")
-    _rows(1500, 1).to_parquet(d / "data.parquet")
+    _rows(2000, 1).to_parquet(d / "data.parquet")
     out = d / "bundle"
     summary = compile_bundle(d / "model.json", d / "data.parquet", out,
                              CompileOptions(seed=3, search_options=SEARCH, transforms="teaming",
-                                            transform_options=TRANSFORM, emit="onnx"))
+                                            transform_options=PLANTED, emit="onnx"))
     return out, summary, json.loads((out / "manifest.json").read_text())
 
 
@@ -117,6 +121,13 @@ def test_manifest_lists_the_transforms_and_the_search(compiled):
         assert key in st, key
     assert st["invalid"] == 0 and st["lambda"] == 1.0 and st["shipped"] is True
     assert "timings" not in st and "seconds" not in st          # wall times: the summary only
+    # the transforms earned their place against NSR alone (same folds and seed, base features only)
+    sel = st["selection"]
+    assert {"test", "statistic", "p_value", "gain", "interval", "decision", "reason"} <= set(sel)
+    assert sel["decision"] == "transforms" and sel["test"] == "delong", sel
+    assert sel["gain"] > 0 and sel["p_value"] <= manifest["search"]["options"]["gate_alpha"]
+    assert summary["transform_selection"] == "transforms"
+    json.dumps(sel, allow_nan=False)
     assert summary["transforms"]["timings"] and summary["transforms"]["chosen"] == len(tfs)
     # the experts and the aggregator read the transforms; each outer fold chose its own
     read = {f for e in manifest["experts"] for f in e["features"]} | set(manifest["aggregator"]["feature_names"])
@@ -216,11 +227,14 @@ def test_inspect_and_audit_show_the_transforms(compiled, tmp_path):
     for t in manifest["transforms"]:
         assert f"  {t['name']} = {t['math']}" in text
     assert "transform search: ml decoder" in text
+    assert "transform selection: transforms" in text
     audit = fecc.audit(out, tmp_path / "audit.md")
     assert f"transform tf_1 = {manifest['transforms'][0]['math']}" in audit.text
     assert "transform search: decoder ml" in audit.text
+    assert "transform selection: transforms" in audit.text
     md = (tmp_path / "audit.md").read_text()
     assert "Transform search (teaming, seed 000)" in md and "outer folds (each chose its own)" in md
+    assert "selection vs NSR alone" in md
     assert manifest["transforms"][0]["postfix"] in md
 
 
