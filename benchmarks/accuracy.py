@@ -40,6 +40,7 @@ from fecc.llm.grammar_proposer import GrammarProposer  # noqa: E402
 from fecc.llm.registry import make_proposer  # noqa: E402
 from fecc.search import SearchOptions, run_search  # noqa: E402
 from fecc.search.crossfit import gate_folds  # noqa: E402
+from fecc.search.select import prefer  # noqa: E402
 from fecc.transforms import TransformOptions, search_transforms  # noqa: E402
 from fecc.transforms.stage import TransformRefit, augment  # noqa: E402
 
@@ -97,49 +98,90 @@ def run_one(name: str, X: pd.DataFrame, y: np.ndarray, task: str, seed: int, opt
     Xfit = X.iloc[fit_idx].reset_index(drop=True)
     Xt = X.iloc[test_idx].reset_index(drop=True)
     rows = []
-    for llm, mode in [(llm, mode) for llm in llms for mode in transforms]:
-        row = dict(base, proposer=llm, transforms=mode)
-        t0 = time.time()
-        proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
-        opts = SearchOptions.from_dict({"seed": seed, **options})
-        folds = gate_folds(y[fit_idx], task=task, k=opts.gate_folds, inner_k=opts.n_folds, seed=seed)
-        workdir = Path(tempfile.mkdtemp(prefix="fecc-bench-"))
-        Xs, Xt_s, extra = Xfit, Xt, {}
-        if mode == "teaming":
-            topts = TransformOptions.from_dict({"seed": seed, **(transform_options or {})})
-            chosen = search_transforms(Xfit, y[fit_idx], m_fit, task, None, topts, workdir=workdir).transforms
-            row["transform_seconds"] = time.time() - t0
-            row["n_transforms"] = len(chosen)
-            row["transforms_chosen"] = " | ".join(t.postfix for t in chosen)
-            Xs, Xt_s = augment(chosen, Xfit), augment(chosen, Xt)
-            extra = dict(base_features=[str(c) for c in Xfit.columns], refit_features=TransformRefit(topts))
-        result = run_search(X=Xs, y=y[fit_idx], legacy_margin=m_fit, task=task, folds=folds,
-                            proposer=proposer, options=opts, workdir=workdir, progress=progress, **extra)
-        row["fecc_seconds"] = time.time() - t0
-        row["chain_accepted"], row["chain_proposals"] = result.acceptance
-        usage = getattr(proposer, "usage", None)
-        if usage is not None:  # LLM proposers: how many answers were usable
-            row["llm_calls"] = usage.calls
-            row["llm_answers_valid"] = usage.calls - usage.rejected_answers - usage.backend_errors
-            row["llm_valid_first_try"] = usage.valid_first_try
-            row["llm_rejected"] = usage.rejected_answers
-            row["llm_proposals"] = usage.proposals
-            row["llm_usable"] = usage.accepted
-            row["llm_seconds"] = usage.seconds
-            row["llm_tokens"] = usage.prompt_tokens + usage.completion_tokens
-        row["experts"] = len(result.experts)
-        row["gate"] = result.gate.decision
-        row["oof_gain"] = result.gate.gain
-        row["fecc"] = _metric(task, yt, result.predict_margin(Xt_s, m_test))
-        # the gate's p-value, and what the full search scores on the test rows had the gate let
-        # it through: an alpha sweep (`alpha_table`) reads both
-        row["gate_p"] = result.gate.test.p_value if result.gate.test is not None else float("nan")
-        loss = result.gate.loss_test
-        row["gate_loss_ok"] = bool(loss is None or not loss.gain < 0)  # binary: OOF log loss not worse
-        forced = replace(result, gate=replace(result.gate, decision="ensemble"))
-        row["fecc_forced"] = _metric(task, yt, forced.predict_margin(Xt_s, m_test))
-        rows.append(row)
+    for llm in llms:
+        alone = None      # the NSR search on the model's features (result, proposer, seconds), run once per proposer
+
+        def nsr(Xs, **extra):
+            proposer = GrammarProposer() if llm == "none" else make_proposer(llm, seed=seed)
+            opts = SearchOptions.from_dict({"seed": seed, **options})
+            folds = gate_folds(y[fit_idx], task=task, k=opts.gate_folds, inner_k=opts.n_folds, seed=seed)
+            workdir = Path(tempfile.mkdtemp(prefix="fecc-bench-"))
+            return run_search(X=Xs, y=y[fit_idx], legacy_margin=m_fit, task=task, folds=folds, proposer=proposer,
+                              options=opts, workdir=workdir, progress=progress, **extra), proposer, opts
+
+        def nsr_alone():
+            """(result, proposer, options, seconds, reused): the first call runs it, later ones reuse it."""
+            nonlocal alone
+            if alone is None:  # what --transforms none computes; the teaming mode reuses it (same folds, seed)
+                t = time.time()
+                alone = (*nsr(Xfit), time.time() - t)
+                return (*alone, False)
+            return (*alone, True)
+
+        for mode in transforms:
+            rows.append(_run_mode(mode, dict(base, proposer=llm, transforms=mode), nsr, nsr_alone, Xfit, Xt,
+                                  y[fit_idx], m_fit, m_test, yt, task, seed, transform_options))
     return rows
+
+
+def _run_mode(mode, row, nsr, nsr_alone, Xfit, Xt, y_fit, m_fit, m_test, yt, task, seed, transform_options):
+    """One fecc run as ``fecc compile --transforms <mode>`` computes it: ``none``, the NSR search alone;
+    ``teaming``, the transform search on the compile rows, then (when it chose any) the NSR search with them
+    (the gate refitting them in each outer fold) and alone, and :func:`fecc.search.select.prefer` between the
+    two (fecc_seconds counts all of it, the search alone included even when reused from the ``none`` run)."""
+    t0 = time.time()
+    Xt_s = Xt
+    if mode == "none":
+        result, proposer, opts, _, _ = nsr_alone()
+    else:
+        topts = TransformOptions.from_dict({"seed": seed, **(transform_options or {})})
+        workdir = Path(tempfile.mkdtemp(prefix="fecc-bench-tf-"))
+        chosen = search_transforms(Xfit, y_fit, m_fit, task, None, topts, workdir=workdir).transforms
+        row["transform_seconds"] = time.time() - t0
+        row["n_transforms"] = len(chosen)
+        row["transforms_chosen"] = " | ".join(t.postfix for t in chosen)
+        derived = None
+        if chosen:
+            derived, derived_proposer, _ = nsr(augment(chosen, Xfit), base_features=[str(c) for c in Xfit.columns],
+                                               refit_features=TransformRefit(topts))
+        result, proposer, opts, alone_seconds, reused = nsr_alone()
+        if reused:
+            t0 -= alone_seconds
+        selection = prefer(task=task, y=y_fit, legacy_margin=m_fit, alone=result, derived=derived,
+                           alpha=opts.gate_alpha)
+        row["selection"] = selection.decision
+        row["selection_p"] = selection.test.p_value if selection.test is not None else float("nan")
+        row["selection_gain"] = selection.test.gain if selection.test is not None else float("nan")
+        if derived is not None:
+            row["gate_with_tf"] = derived.gate.decision
+            row["oof_gain_with_tf"] = derived.gate.gain
+        if selection.transforms:
+            result, proposer, Xt_s = derived, derived_proposer, augment(chosen, Xt)
+        row["n_transforms_shipped"] = len(chosen) if selection.transforms and result.shipped else 0
+    row["fecc_seconds"] = time.time() - t0
+    row["chain_accepted"], row["chain_proposals"] = result.acceptance
+    usage = getattr(proposer, "usage", None)
+    if usage is not None:  # LLM proposers: how many answers were usable
+        row["llm_calls"] = usage.calls
+        row["llm_answers_valid"] = usage.calls - usage.rejected_answers - usage.backend_errors
+        row["llm_valid_first_try"] = usage.valid_first_try
+        row["llm_rejected"] = usage.rejected_answers
+        row["llm_proposals"] = usage.proposals
+        row["llm_usable"] = usage.accepted
+        row["llm_seconds"] = usage.seconds
+        row["llm_tokens"] = usage.prompt_tokens + usage.completion_tokens
+    row["experts"] = len(result.experts)
+    row["gate"] = result.gate.decision
+    row["oof_gain"] = result.gate.gain
+    row["fecc"] = _metric(task, yt, result.predict_margin(Xt_s, m_test))
+    # the gate's p-value, and what the full search scores on the test rows had the gate let
+    # it through: an alpha sweep (`alpha_table`) reads both
+    row["gate_p"] = result.gate.test.p_value if result.gate.test is not None else float("nan")
+    loss = result.gate.loss_test
+    row["gate_loss_ok"] = bool(loss is None or not loss.gain < 0)  # binary: OOF log loss not worse
+    forced = replace(result, gate=replace(result.gate, decision="ensemble"))
+    row["fecc_forced"] = _metric(task, yt, forced.predict_margin(Xt_s, m_test))
+    return row
 
 
 def proposer_table(rows: list[dict]) -> str:
@@ -195,24 +237,35 @@ def table(rows: list[dict]) -> str:
 
 
 def transforms_table(rows: list[dict]) -> str:
-    """NSR alone vs NSR + transforms: mean Δ vs legacy per data set, and the transform search's seconds."""
+    """NSR alone vs NSR + transforms (``--transforms teaming``, the selection against NSR alone included):
+    mean Δ vs legacy per data set, how often the transform search chose any and the selection shipped them,
+    and the seconds."""
     d = pd.DataFrame(rows)
     d["delta"] = [_gain(t, lg, f) for t, lg, f in zip(d.task, d.legacy, d.fecc)]
-    lines = ["| data set | compile rows | seeds | NSR Δ | NSR + transforms Δ | difference | min difference "
-             "| transforms chosen (mean) | shipped NSR / +tf | transform search s, all rows (mean) "
-             "| fecc s NSR / +tf (mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data set | task | compile rows | seeds | NSR Δ | NSR + transforms Δ | difference | min difference "
+             "| runs with transforms chosen | selection chose transforms | shipped NSR / +tf "
+             "| transform search s (mean) | fecc s NSR / +tf (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, g in d.groupby("dataset", sort=False):
         a = g[g.transforms == "none"].set_index("seed")
         b = g[g.transforms == "teaming"].set_index("seed")
         diff = (b.delta - a.delta).dropna()
-        lines.append(f"| {name} | {int(g.n_compile.iloc[0])} | {len(diff)} | {a.delta.mean():+.4f} | "
-                     f"{b.delta.mean():+.4f} | {diff.mean():+.4f} | {diff.min():+.4f} | {b.n_transforms.mean():.1f} | "
-                     f"{(a.gate == 'ensemble').sum()} / {(b.gate == 'ensemble').sum()} | {b.transform_seconds.mean():.0f} | "
-                     f"{a.fecc_seconds.mean():.0f} / {b.fecc_seconds.mean():.0f} |")
+        picked = int((b.selection == "transforms").sum()) if "selection" in b else 0
+        lines.append(f"| {name} | {g.task.iloc[0]} | {int(g.n_compile.iloc[0])} | {len(diff)} | {a.delta.mean():+.4f} | "
+                     f"{b.delta.mean():+.4f} | {diff.mean():+.4f} | {diff.min():+.4f} | "
+                     f"{int((b.n_transforms > 0).sum())}/{len(b)} | {picked}/{int((b.n_transforms > 0).sum())} | "
+                     f"{(a.gate == 'ensemble').sum()} / {(b.gate == 'ensemble').sum()} | "
+                     f"{b.transform_seconds.mean():.0f} | {a.fecc_seconds.mean():.0f} / {b.fecc_seconds.mean():.0f} |")
     a, b = d[d.transforms == "none"], d[d.transforms == "teaming"]
-    lines.append(f"| **mean** | | | {a.delta.mean():+.4f} | {b.delta.mean():+.4f} | "
-                 f"{b.delta.mean() - a.delta.mean():+.4f} | | | | | |")
+    per = (b.groupby("dataset", sort=False).delta.mean() - a.groupby("dataset", sort=False).delta.mean()).dropna()
+    picked = int((b.selection == "transforms").sum()) if "selection" in b else 0
+    lines.append(f"| **mean** | | | | {a.delta.mean():+.4f} | {b.delta.mean():+.4f} | "
+                 f"{b.delta.mean() - a.delta.mean():+.4f} | | {int((b.n_transforms > 0).sum())}/{len(b)} | "
+                 f"{picked}/{int((b.n_transforms > 0).sum())} | | | |")
+    if len(per):
+        lines.append("")
+        lines.append(f"lowest per-set difference (NSR + transforms − NSR alone): {per.min():+.4f} ({per.idxmin()}); "
+                     f"sets more than 0.002 below NSR alone: {int((per < -0.002).sum())} of {per.size}")
     return "\n".join(lines)
 
 
