@@ -105,3 +105,48 @@ def test_cli_inspect_shows_the_proposer_and_each_experts_rule(bundle):
     assert "proposer:  grammar" in res.stdout
     for e in m["experts"]:
         assert f"{e['name']}: if {e['region']['rule']}: margin += {e['correction']['math']}" in res.stdout
+
+
+def test_base_map_ships_with_the_ensemble_and_every_engine_applies_it(bundle, planted_files, tmp_path):
+    """The search repairs ``shift + scale · legacy margin`` (fecc.search.base_map); the bundle
+    carries the map (format version 2), and the C library and the numba path both apply it:
+    a manifest whose map is put back to the identity is refused by the parity replay."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from fecc_runtime import BundleError
+
+    out, _ = bundle
+    m = json.loads((out / "manifest.json").read_text())
+    bm = m["aggregator"]["base_map"]
+    assert bm["scale"] > 0 and (bm["scale"], bm["shift"]) != (1.0, 0.0)
+    assert m["format_version"] == 2
+    assert m["ensemble"]["base_map"] == {"scale": bm["scale"], "shift": bm["shift"]}
+    rows = pd.read_parquet(planted_files / "new.parquet").drop(columns="y")
+    c = fecc_runtime.load(out, engine="native").predict(rows, output="margin")
+    nb = fecc_runtime.load(out, engine="numba").predict(rows, output="margin")
+    np.testing.assert_allclose(c, nb, rtol=1e-9, atol=1e-9)
+
+    def rewritten(fn):
+        dst = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(out, dst)
+        man = json.loads((dst / "manifest.json").read_text())
+        fn(man)
+        (dst / "manifest.json").write_text(json.dumps(man))
+        return dst
+
+    def identity(man):
+        man["aggregator"].pop("base_map")
+        man["ensemble"].pop("base_map")
+
+    with pytest.raises(BundleError, match="parity"):
+        fecc_runtime.load(rewritten(identity), engine="numba")
+    # an old (version 1) manifest cannot carry a map: a runtime must not ignore it
+    with pytest.raises(BundleError, match="says format version 1"):
+        fecc_runtime.load(rewritten(lambda man: man.update(format_version=1)))
+    with pytest.raises(BundleError, match="scale > 0"):
+        fecc_runtime.load(rewritten(lambda man: man["aggregator"]["base_map"].update(scale=-1.0)))
+    with pytest.raises(BundleError, match="disagree on the base map"):
+        fecc_runtime.load(rewritten(lambda man: man["ensemble"].pop("base_map")), engine="native")

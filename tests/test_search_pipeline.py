@@ -148,7 +148,10 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     """The aggregator's training matrix (IR evaluator) equals what the runtime computes."""
     from fecc_runtime.experts import interaction_features
 
-    result, (X, y, m, _) = planted
+    from fecc_runtime.format import base_margin
+
+    result, (X, y, m_legacy, _) = planted
+    m = base_margin(m_legacy, *result.aggregator.base_map)  # what the experts repair
     write_module(result.experts, result.feature_names, tmp_path)
     entries = result.to_manifest()["experts"]
     es = ExpertSet(tmp_path, entries, "experts.py")
@@ -163,7 +166,7 @@ def test_runtime_features_equal_compiler_features(planted, tmp_path):
     if agg.booster is not None:
         final = final + agg.booster.predict(xgb.DMatrix(np.hstack([Xn, got]), missing=np.nan), output_margin=True)
     np.testing.assert_allclose(final, agg.margin(Xn, want), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(result.predict_margin(X, m), final, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(result.predict_margin(X, m_legacy), final, rtol=1e-6, atol=1e-6)
 
 
 def test_same_seed_same_module_and_manifest(planted, tmp_path):
@@ -306,9 +309,12 @@ def test_aggregator_variants(tmp_path, over):
     assert agg["base_margin"] == result.options.aggregator_base
     if over.get("aggregator") == "sum":
         assert agg["kind"] == "sum" and result.booster is None and result.save_aggregator(tmp_path / "a.json") is None
-        # the plain sum: legacy margin plus each active expert's correction
+        # the plain sum: the base margin plus each active expert's correction
+        from fecc_runtime.format import base_margin
+
         Xh = Xt.astype(np.float32).astype(np.float64)
-        want = mt + sum(np.nan_to_num(e.values(Xh, mt) - mt) for e in result.experts)
+        bt = base_margin(mt, *result.aggregator.base_map)
+        want = bt + sum(np.nan_to_num(e.values(Xh, bt) - bt) for e in result.experts)
         np.testing.assert_allclose(result.predict_margin(Xh, mt), want)
     else:
         assert agg["kind"] == "xgboost" and result.save_aggregator(tmp_path / "a.json").exists()

@@ -189,3 +189,38 @@ def test_sample_instances_prefers_errors_and_is_seeded():
     assert sum(k in ("false positive", "false negative") for k in kinds) == 9  # n - n//4 errors at most, here 9
     assert all(r["legacy_margin"] == 0.0 for r in a)
     assert all(set(r) == {"a", "b", "label", "legacy_margin", "current_margin", "error_type"} for r in a)
+
+
+def test_base_map_recovers_a_miscalibrated_margin_and_stays_finite():
+    """fecc.search.base_map: the affine map of the legacy margin the search repairs."""
+    from fecc.search.base_map import fit_base_map
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(0.0, 3.0, 20_000)
+    # an overconfident legacy margin: the true log-odds are 0.25 m - 1
+    y = (rng.random(m.size) < 1.0 / (1.0 + np.exp(-(0.25 * m - 1.0)))).astype(float)
+    scale, shift = fit_base_map("binary", y, m)
+    assert abs(scale - 0.25) < 0.02 and abs(shift + 1.0) < 0.06
+    # regression: least squares
+    scale, shift = fit_base_map("regression", 2.0 * m + 1.0 + rng.normal(0, 0.1, m.size), m)
+    assert abs(scale - 2.0) < 1e-2 and abs(shift - 1.0) < 1e-2
+    # a margin that separates the classes: the ridge keeps the scale finite
+    sep = np.r_[rng.normal(-4, 0.1, 50), rng.normal(4, 0.1, 50)]
+    scale, shift = fit_base_map("binary", np.r_[np.zeros(50), np.ones(50)], sep)
+    assert np.isfinite(scale) and 0 < scale < 10
+    # a margin that ranks the wrong way round, or a constant one: the identity
+    assert fit_base_map("binary", (m < 0).astype(float), m) == (1.0, 0.0)
+    assert fit_base_map("binary", y, np.zeros_like(m)) == (1.0, 0.0)
+    assert fit_base_map("binary", y[:2], m[:2]) == (1.0, 0.0)
+
+
+def test_base_map_leaves_the_legacy_ranking_alone():
+    """An increasing map: the base margin's AUC is the legacy margin's, on any rows."""
+    from fecc.search.base_map import fit_base_map
+    from fecc_runtime.format import base_margin
+
+    rng = np.random.default_rng(5)
+    m = rng.normal(0, 2, 3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-0.4 * m))).astype(float)
+    scale, shift = fit_base_map("binary", y, m)
+    assert metrics.auc(y, base_margin(m, scale, shift)) == metrics.auc(y, m)

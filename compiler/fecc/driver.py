@@ -367,6 +367,9 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
     aggregator_forest = search.aggregator_forest if search is not None else None
     transforms = search.shipped_transforms if search is not None else ()
     base_margin = aggregator.get("base_margin", "legacy+experts")
+    from fecc_runtime.format import base_map as read_base_map
+
+    bmap = read_base_map(aggregator.get("base_map"))   # (scale, shift); the identity when absent
     model, feature_names = inputs.model, list(inputs.ds.feature_names)
     engine = ensemble = onnx_model = None
     if experts:
@@ -380,7 +383,7 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
             ensemble = lower_ensemble(
                 bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
                 feature_names=feature_names, base_margin=base_margin, aggregator=aggregator_forest,
-                transforms=transforms)
+                transforms=transforms, base_map=bmap)
             engine = "c"
         if clock is not None:
             clock.done("lower_ensemble")
@@ -391,7 +394,7 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
         onnx_model = lower_onnx_graph(
             bw.root, legacy=inputs.forest, experts=[ExpertSource.from_manifest(e) for e in experts],
             feature_names=feature_names, link=model.link, base_margin=base_margin, aggregator=aggregator_forest,
-            transforms=transforms)
+            transforms=transforms, base_map=bmap)
         if clock is not None:
             clock.done("lower_onnx")
     return Lowered(experts_engine=engine, ensemble=ensemble, onnx_model=onnx_model)

@@ -8,10 +8,11 @@ with a :class:`BundleError` before a single request is served.
 Scoring follows the manifest and nothing else:
 
 1. legacy margin ``m = legacy(x)`` (compiled trees);
-2. if the bundle has experts (the safety gate let them through), with the experts'
-   features ``φ = [m, f_k, f_k − m, f_k / m …]`` (NaN outside each expert's region):
-   ``margin = m + offset(φ) + aggregator_trees(concat(x, φ))``, where ``offset`` is
-   ``Σ_k (f_k − m)`` over the experts whose region holds the row when the aggregator's
+2. if the bundle has experts (the safety gate let them through), the base margin
+   ``b = shift + scale · m`` (the aggregator's ``base_map``; the identity when absent) and,
+   with the experts' features ``φ = [b, f_k, f_k − b, f_k / b …]`` (NaN outside each
+   expert's region): ``margin = b + offset(φ) + aggregator_trees(concat(x, φ))``, where
+   ``offset`` is ``Σ_k (f_k − b)`` over the experts whose region holds the row when the aggregator's
    ``base_margin`` is ``"legacy+experts"`` and 0 when it is ``"legacy"``, and the
    trees term is absent for a ``"sum"`` aggregator;
 3. the task's link turns the margin into the output (sigmoid for binary models).
@@ -39,7 +40,8 @@ import numpy as np
 
 from .errors import BundleError
 # the format contract (re-exported: callers know these names from this module)
-from .format import FORMAT, FORMAT_VERSION, category_code, category_lookup, input_layout, sha256_file  # noqa: F401
+from .format import (FORMAT, FORMAT_VERSION, SUPPORTED_VERSIONS, base_map, base_margin,  # noqa: F401
+                     category_code, category_lookup, format_version, input_layout, sha256_file)
 
 
 def apply_link(margin: np.ndarray, link: str) -> np.ndarray:
@@ -180,10 +182,13 @@ class Bundle:
             raise BundleError(f"manifest lists {len(self.feature_names)} features, but the compiled legacy "
                               f"trees read {n_legacy}")
         self._offset = agg.get("base_margin") == "legacy+experts"
+        self._base_map = base_map(agg.get("base_map"))
         if manifest.get("experts") and agg.get("base_margin") not in ("legacy", "legacy+experts"):
             raise BundleError(f"unknown aggregator base_margin {agg.get('base_margin')!r} in manifest")
         if self._ensemble is not None and manifest["ensemble"].get("base_margin") != agg.get("base_margin"):
             raise BundleError("the ensemble library and the aggregator disagree on the base margin")
+        if self._ensemble is not None and base_map(manifest["ensemble"].get("base_map")) != self._base_map:
+            raise BundleError("the ensemble library and the aggregator disagree on the base map")
         # what scores one row in one call (None: the experts go through numba, step by step)
         self._row_scorer = self._ensemble if self._ensemble is not None else (
             self._legacy if self.engine == "trees" else None)
@@ -325,8 +330,9 @@ class Bundle:
         # experts are fitted on, and always see, float32-rounded features (and the transforms
         # computed from them, each rounded through float32: the input row of the format)
         X64 = self._experts.input_rows(np.ascontiguousarray(X, dtype=np.float32).astype(np.float64))
-        phi = self._experts.features(X64, margin)
-        out = margin + self._experts.offset(phi) if self._offset else margin.copy()
+        base = base_margin(margin, *self._base_map)
+        phi = self._experts.features(X64, base)
+        out = base + self._experts.offset(phi) if self._offset else base
         if self._aggregator is not None:
             out += np.asarray(self._aggregator.predict(np.hstack([X64, phi]), margin=True), dtype=np.float64)
         return out
@@ -424,11 +430,14 @@ def _parse_manifest(path: Path, raw: bytes) -> dict:
         raise BundleError(f"manifest.json of {path} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{mpath} is not a fecc bundle manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in SUPPORTED_VERSIONS:
         raise BundleError(
             f"bundle format version {manifest.get('format_version')!r} is not supported by this runtime "
-            f"(supports {FORMAT_VERSION}); use a matching fecc_runtime"
+            f"(supports {', '.join(map(str, SUPPORTED_VERSIONS))}); use a matching fecc_runtime"
         )
+    if format_version(manifest) > manifest["format_version"]:
+        raise BundleError(f"{mpath} says format version {manifest['format_version']}, but its aggregator has a "
+                          f"base_map (format version {format_version(manifest)}): the manifest was altered")
     return manifest
 
 

@@ -13,6 +13,12 @@ this module instead of keeping its own copy, and a change to any of it is a chan
 * the transforms (seed 000): what a transform column is (:data:`TRANSFORM_SEMANTICS`,
   :func:`round_float32`) and where the transform columns sit (:func:`input_layout`).
 
+The experts' and the aggregator's *base margin* is an increasing affine map of the legacy
+margin ``m`` (:func:`base_margin`; the manifest's ``aggregator.base_map``, absent = the
+identity)::
+
+    base(x) = shift + scale · m(x)          (scale > 0: the legacy ranking is unchanged)
+
 Expert semantics (margin space), for expert ``k`` with region predicate ``R_k`` and
 correction ``g_k``::
 
@@ -51,17 +57,28 @@ import numpy as np
 from .errors import BundleError
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "sha256_file", "sha256_bytes", "category_lookup", "category_code",
+    "FORMAT", "FORMAT_VERSION", "SUPPORTED_VERSIONS", "format_version", "sha256_file", "sha256_bytes", "category_lookup", "category_code",
     "DIV_EPS", "PHI_SUFFIXES", "safe_div", "interaction_features", "phi_names", "expert_offset",
-    "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "transform_value", "input_layout",
+    "BASE_MAP_SEMANTICS", "base_map", "base_margin", "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "transform_value", "input_layout",
 ]
 
 # --------------------------------------------------------------------------- name and version
 
 #: ``manifest.json``'s ``format``.
 FORMAT = "fecc-bundle"
-#: ``manifest.json``'s ``format_version``; a runtime refuses any other.
-FORMAT_VERSION = 1
+#: ``manifest.json``'s newest ``format_version``.  Version 2 adds the aggregator's
+#: ``base_map`` (the experts' base margin as an affine map of the legacy margin); a bundle
+#: without one is written as version 1, so that an older runtime still loads it and a
+#: runtime that would ignore the map (and score wrong) refuses the bundle instead.
+FORMAT_VERSION = 2
+#: The versions this runtime reads; it refuses any other.
+SUPPORTED_VERSIONS = (1, 2)
+
+
+def format_version(manifest: dict) -> int:
+    """The oldest format version that can describe ``manifest`` (what the writer stamps)."""
+    agg = manifest.get("aggregator")
+    return 2 if isinstance(agg, dict) and agg.get("base_map") is not None else 1
 
 # --------------------------------------------------------------------------- hashing
 
@@ -108,6 +125,36 @@ def category_code(lookup: dict, value, name: str = "?") -> float:
     return math.nan if code is None else float(code)
 
 # --------------------------------------------------------------------------- experts
+
+#: What the base margin is, written into the manifest next to the map's constants.
+BASE_MAP_SEMANTICS = "base = shift + scale * legacy_margin (float64; scale > 0, so the legacy ranking is unchanged)"
+
+
+def base_map(entry) -> tuple[float, float]:
+    """``(scale, shift)`` of a manifest ``base_map`` entry (``None``: the identity ``(1.0, 0.0)``).
+
+    Raises :class:`~fecc_runtime.errors.BundleError` for anything but a positive finite
+    ``scale`` and a finite ``shift``.
+    """
+    if entry is None:
+        return 1.0, 0.0
+    try:
+        scale, shift = float(entry["scale"]), float(entry["shift"])
+    except (TypeError, KeyError, ValueError):
+        raise BundleError(f"malformed base_map {entry!r}: expected {{'scale': > 0, 'shift': finite}}") from None
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
+        raise BundleError(f"base_map needs a finite scale > 0 and a finite shift, got {entry!r}")
+    return scale, shift
+
+
+def base_margin(legacy_margin: np.ndarray, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+    """The experts' and the aggregator's base margin: ``shift + scale · legacy_margin`` in float64
+    (one multiply, one add, in that order: every backend computes the same bits)."""
+    m = np.asarray(legacy_margin, dtype=np.float64)
+    if scale == 1.0 and shift == 0.0:
+        return m.copy()
+    return shift + scale * m
+
 
 #: What an expert means, written into the manifest next to each expert.
 EXPERT_SEMANTICS = ("margin space: f(x) = base_margin(x) + correction(x) if region(x) else NaN; "

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..outputs import check_output_parent
 
 # the runtime owns the format: what it verifies is what the compiler writes
-from fecc_runtime.format import FORMAT, FORMAT_VERSION, sha256_file
+from fecc_runtime.format import FORMAT, FORMAT_VERSION, format_version, sha256_file  # noqa: F401
 
 
 def dumps_manifest(manifest: dict) -> str:
@@ -99,7 +99,7 @@ class BundleWriter:
         for p in sorted(self.root.rglob("*")):
             if p.is_file() and p.name != "manifest.json":
                 files[p.relative_to(self.root).as_posix()] = sha256_file(p)
-        manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, files=files)
+        manifest = dict(manifest, format=FORMAT, format_version=format_version(manifest), files=files)
         data = dumps_manifest(manifest).encode("utf-8")
         (self.root / "manifest.json").write_bytes(data)
         if self.sign_key is not None:

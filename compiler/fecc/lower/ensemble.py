@@ -31,6 +31,7 @@ leaves in XGBoost's order, so the margins are the batch engine's, bit for bit.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,7 +63,7 @@ _HEADS = {"legacy+experts": ("m + offset", "(m) + offset_"), "legacy": ("m", "(m
 
 def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
                    base_margin: str, aggregator: Forest | None, name: str = "ensemble",
-                   transforms: Sequence[Any] = ()) -> dict[str, Any]:
+                   transforms: Sequence[Any] = (), base_map: tuple[float, float] = (1.0, 0.0)) -> dict[str, Any]:
     """Compile the ensemble into ``out_dir/ensemble/`` and describe it for the manifest.
 
     Parameters
@@ -83,6 +84,9 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
     aggregator : Forest or None
         The aggregator booster's forest (the one ``trees/aggregator.npz`` was lowered
         from); ``None`` for a ``"sum"`` aggregator.
+    base_map : (scale, shift)
+        The experts' base margin ``shift + scale · m`` (the aggregator's ``base_map``;
+        ``fecc_runtime.format.base_margin``); the identity writes the code it always did.
     transforms : sequence
         The transforms the experts and the aggregator read after the features (the
         manifest's ``transforms``; :class:`~fecc.lower.expert_source.TransformSource` or the
@@ -131,6 +135,10 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         sources["aggregator_engine.c"] = agg_src
         agg_sha = aggregator.sha256
     block_rows = max(1, min(MAX_BLOCK_ROWS, BLOCK_STACK_BYTES // (4 * n_agg)))
+    scale, shift = float(base_map[0]), float(base_map[1])
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
+        raise UserError(f"the base map needs a finite scale > 0 and a finite shift, got {base_map!r}")
+    identity = (scale, shift) == (1.0, 0.0)
     formula, head_expr = _HEADS[base_margin]
     if aggregator is not None:
         formula += " + t"
@@ -141,6 +149,7 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         block_rows=block_rows, legacy_feat_t=c_type[linfo["feature_type"]], legacy_acc_t=c_type[linfo["leaf_type"]],
         phi_function=PHI_FUNCTION, formula=formula, head=formula.replace(" + t", ""), head_expr=head_expr,
         n_transforms=len(transforms), transforms_function=TRANSFORMS_FUNCTION,
+        base_map=None if identity else (repr(scale), repr(shift)),
     )
     target = out_dir / name
     target.mkdir(parents=True, exist_ok=True)
@@ -160,7 +169,8 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         "aggregator_feature": n_agg if aggregator is not None else 0,
         "aggregator_trees": aggregator is not None,
         "base_margin": base_margin,
-        "formula": f"margin = {formula} (m: legacy margin, offset: experts' sum of f_k - m, t: aggregator trees)",
+        "formula": f"margin = {formula} (m: {'legacy margin' if identity else 'base margin shift + scale * legacy margin'}, "
+                   "offset: experts' sum of f_k - m, t: aggregator trees)",
         "feature_type": linfo["feature_type"],
         "leaf_type": linfo["leaf_type"],
         "block_rows": block_rows,
@@ -168,4 +178,5 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         "compiler": {"cc": "gcc", "version": cc_version, "flags": list(CFLAGS), "ldflags": list(LDFLAGS)},
         # only when there are transforms (an entry without the key is the same library as before)
         **({"transforms": [t.name for t in transforms]} if transforms else {}),
+        **({} if identity else {"base_map": {"scale": scale, "shift": shift}}),
     }

@@ -7,6 +7,7 @@ The graph onnxruntime alone scores (``fecc compile --emit onnx``)::
                                              ├─ ...                                  │
                                              └─ expert_K ───────────────────── f_K ─┤
         x64 ⊕ [m, f_k, f_k − m, div(f_k, m)] ─ Cast float ─ aggregator TreeEnsemble ─ t
+        (with a base map, m = shift + scale · the legacy margin before the experts)
         margin = m + offset + t           offset = Σ_k (f_k − m) over active experts
         prediction = link(margin)
 
@@ -310,7 +311,7 @@ def _transform_columns(g: _Graph, x64: str, feature_names: Sequence[str], transf
 
 def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str], link: str,
                 base_margin: str = "legacy+experts", aggregator: Forest | None = None, doc: str = "",
-                transforms: Sequence[Any] = ()) -> Any:
+                transforms: Sequence[Any] = (), base_map: tuple[float, float] = (1.0, 0.0)) -> Any:
     """The ``onnx.ModelProto`` of the whole ensemble (see the module doc); with ``transforms``, the
     experts and the aggregator read the features and then the transforms (computed in the graph)."""
     from onnx import helper
@@ -347,6 +348,10 @@ def build_model(*, legacy: Forest, experts: Sequence[Any], feature_names: Sequen
     if experts:
         if num_class != 1:
             raise UserError("experts need a single-output legacy model")
+        if tuple(map(float, base_map)) != (1.0, 0.0):
+            # the experts' base margin: shift + scale · m (fecc_runtime.format.base_margin)
+            scale, shift = map(float, base_map)
+            m = g.node("Add", [g.node("Mul", [m, g.const(scale)], "base_scaled"), g.const(shift)], "base")
         if transforms:
             x64 = _transform_columns(g, x64, base_names, transforms)
         be = OnnxBackend(g, x64, index)
@@ -441,7 +446,8 @@ def expressions_model(exprs: dict[str, Expr], feature_names: Sequence[str]) -> A
 
 def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], feature_names: Sequence[str],
                      link: str, base_margin: str = "legacy+experts", aggregator: Forest | None = None,
-                     filename: str = "model.onnx", transforms: Sequence[Any] = ()) -> dict[str, Any]:
+                     filename: str = "model.onnx", transforms: Sequence[Any] = (),
+                     base_map: tuple[float, float] = (1.0, 0.0)) -> dict[str, Any]:
     """Write ``out_dir/model.onnx`` and describe it for the manifest (``onnx_model``).
 
     Parameters
@@ -454,6 +460,8 @@ def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], f
     link : the task's link (``logistic``, ``identity``, ``exp``, ``softmax``, ``argmax``).
     base_margin : the aggregator's base (``"legacy+experts"`` or ``"legacy"``).
     aggregator : the aggregator booster's forest, ``None`` for a ``"sum"`` aggregator.
+    base_map : ``(scale, shift)`` of the experts' base margin ``shift + scale · m`` (the
+        aggregator's ``base_map``); the identity adds no node.
 
     Returns
     -------
@@ -469,7 +477,7 @@ def lower_onnx_graph(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], f
     experts = [ExpertSource.of(e) for e in experts]
     transforms = [TransformSource.of(t) for t in transforms] if experts else []
     model = build_model(legacy=legacy, experts=experts, feature_names=feature_names, link=link,
-                        base_margin=base_margin, aggregator=aggregator, transforms=transforms,
+                        base_margin=base_margin, aggregator=aggregator, transforms=transforms, base_map=base_map,
                         doc=f"fecc {__version__}: legacy trees, {len(experts)} expert(s), "
                             f"{'aggregator trees, ' if aggregator is not None else ''}link {link}")
     onnx.checker.check_model(model)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from fecc_runtime.format import expert_offset, phi_names
+from fecc_runtime.format import BASE_MAP_SEMANTICS, base_margin, expert_offset, interaction_features, phi_names
 
 from . import metrics
 from .crossfit import Folds
@@ -49,6 +49,7 @@ class Aggregator:
     params: dict = field(default_factory=dict)
     n_rounds: int = 0
     cv: dict = field(default_factory=dict)
+    base_map: tuple[float, float] = (1.0, 0.0)   # (scale, shift): base = shift + scale · legacy margin
 
     def offset(self, phi: np.ndarray) -> np.ndarray:
         if self.base == "legacy":
@@ -62,6 +63,14 @@ class Aggregator:
             return base
         dm = xgb.DMatrix(np.hstack([X, phi]), missing=np.nan)
         return base + self.booster.predict(dm, output_margin=True)
+
+    def ensemble_margin(self, X, legacy_margin: np.ndarray, experts) -> np.ndarray:
+        """Final margin of ``experts`` and this aggregator on rows ``X`` (a DataFrame of the
+        input row's columns) from the *raw* legacy margin, as the bundle computes it: the
+        base margin, the experts' values on it, their interaction features, the trees."""
+        base = base_margin(legacy_margin, *self.base_map)
+        values = np.column_stack([e.values(X, base) for e in experts])
+        return self.margin(X.to_numpy(np.float64), interaction_features(base, values))
 
     def save_json(self, path: Path) -> Path | None:
         """Write the booster as XGBoost JSON (for ``fecc.lower.lower_trees``); ``None`` if there is none."""
@@ -86,6 +95,12 @@ class Aggregator:
             "n_rounds": self.n_rounds,
             "params": dict(self.params),
             "cv": dict(self.cv),
+            # only when the map is not the identity (an entry without it: base = legacy margin)
+            **({"base_map": {"scale": self.base_map[0], "shift": self.base_map[1],
+                             "semantics": BASE_MAP_SEMANTICS,
+                             "fitted": "logistic regression of the label on the legacy margin (binary), "
+                                       "least squares (regression), on the compile rows"}}
+               if self.base_map != (1.0, 0.0) else {}),
         }
 
 
@@ -111,7 +126,7 @@ def _params(task: str, options: SearchOptions) -> dict:
 
 def fit_aggregator(*, task: str, X: np.ndarray, phi: list[np.ndarray], y: np.ndarray, folds: Folds,
                    model_features: list[str], expert_names: list[str],
-                   options: SearchOptions) -> tuple[Aggregator, np.ndarray]:
+                   options: SearchOptions, base_map: tuple[float, float] = (1.0, 0.0)) -> tuple[Aggregator, np.ndarray]:
     """Fit the aggregator on out-of-fold expert outputs; return it and its OOF margin.
 
     ``phi[r]`` is the interaction matrix built from the experts' out-of-fold values of
@@ -124,7 +139,7 @@ def fit_aggregator(*, task: str, X: np.ndarray, phi: list[np.ndarray], y: np.nda
     """
     names = list(model_features) + phi_names(expert_names)
     agg = Aggregator(kind="sum", base=options.aggregator_base, n_model_features=len(model_features),
-                     feature_names=names, expert_names=list(expert_names))
+                     feature_names=names, expert_names=list(expert_names), base_map=tuple(base_map))
     bases = [p[:, 0] + agg.offset(p) for p in phi]
     plain = np.mean(bases, axis=0)
     if options.aggregator == "sum" or not expert_names:

@@ -26,13 +26,14 @@ import pandas as pd
 
 # the bundle format's expert contract (names, semantics, the aggregator's input layout);
 # EXPERT_SEMANTICS and function_names are re-exported for fecc.search's callers
-from fecc_runtime.format import EXPERT_SEMANTICS, function_names, interaction_features  # noqa: F401
+from fecc_runtime.format import EXPERT_SEMANTICS, base_margin, function_names, interaction_features  # noqa: F401
 
 from ..ir import to_math, to_postfix
 from ..llm.base import Proposer
 from . import metrics
 from .aggregate import Aggregator, fit_aggregator
 from .archive import Archive
+from .base_map import fit_base_map
 from .crossfit import Folds, make_folds
 from .experts import Chain, ChainOutcome, Expert, Rows
 from .gate import GateResult, decide
@@ -116,8 +117,7 @@ class SearchResult:
             return m.copy()
         X = X.astype(np.float32).astype(np.float64)  # what the runtime feeds the experts
         X.columns = [str(c) for c in X.columns]
-        values = np.column_stack([e.values(X, m) for e in self.experts])
-        return self.aggregator.margin(X[self.feature_names].to_numpy(np.float64), interaction_features(m, values))
+        return self.aggregator.ensemble_margin(X[self.feature_names], m, self.experts)
 
     def expert_entries(self) -> list[dict]:
         out = []
@@ -227,8 +227,7 @@ class Fitted:
         m = np.asarray(legacy_margin, dtype=np.float64).reshape(-1)
         if not self.experts or self.aggregator is None:
             return m.copy()
-        values = np.column_stack([e.values(X, m) for e in self.experts])
-        return self.aggregator.margin(X.to_numpy(np.float64), interaction_features(m, values))
+        return self.aggregator.ensemble_margin(X, m, self.experts)
 
 
 def _inner_folds(y: np.ndarray, task: str, options: SearchOptions, seed: int) -> Folds:
@@ -246,6 +245,9 @@ def search_once(*, X: pd.DataFrame, y: np.ndarray, m: np.ndarray, task: str, inn
     """
     say = progress or (lambda _m: None)
     names = [str(c) for c in X.columns]
+    # from here on m is the base margin the search repairs (fecc.search.base_map)
+    scale, shift = fit_base_map(task, y, m) if options.base_map == "affine" else (1.0, 0.0)
+    m = base_margin(m, scale, shift)
     rows = Rows(X, y, m)
     F = inner.n_fits
     base = np.tile(m, (F + 1, 1))          # per fit (and the full fit): legacy + experts so far
@@ -304,7 +306,7 @@ def search_once(*, X: pd.DataFrame, y: np.ndarray, m: np.ndarray, task: str, inn
             phis.append(interaction_features(m, values))
         aggregator, inner_oof = fit_aggregator(task=task, X=X.to_numpy(np.float64), phi=phis, y=y, folds=inner,
                                                model_features=names, expert_names=[e.name for e in experts],
-                                               options=options)
+                                               options=options, base_map=(scale, shift))
         say(f"search: aggregator {aggregator.kind} ({aggregator.n_rounds} rounds; out-of-fold {aggregator.cv})")
     return Fitted(experts, aggregator, regions, chains, dropped, inner, inner_oof)
 

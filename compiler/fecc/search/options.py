@@ -20,6 +20,10 @@ class SearchOptions:
         judged on the fold.
     fold_repeats : cut the folds this many times (each row is judged once per cut);
         ``0`` (default) repeats only when rows are few (``ceil(2000 / n)``, at most 3).
+    base_map : the margin the search repairs: ``"affine"`` (default) — ``shift + scale ·
+        legacy margin`` fitted on the search's rows (:mod:`fecc.search.base_map`: an
+        increasing map, so the legacy ranking is unchanged, that takes the legacy model's
+        miscalibration out of the residuals first); ``"identity"`` — the legacy margin.
     global_expert : run a chain over the whole feature space first (an additive
         correction over several features), before the CART regions.
     n_regions : at most this many hard regions (one expert chain each).
@@ -67,6 +71,7 @@ class SearchOptions:
     n_folds: int = 5
     gate_folds: int = 5
     fold_repeats: int = 0
+    base_map: str = "affine"
     global_expert: bool = True
     n_regions: int = 4
     cart_depth: int = 3
@@ -104,6 +109,8 @@ class SearchOptions:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.region_target not in ("excess", "abs"):
             raise ValueError(f"region_target must be 'excess' or 'abs', got {self.region_target!r}")
+        if self.base_map not in ("affine", "identity"):
+            raise ValueError(f"base_map must be 'affine' or 'identity', got {self.base_map!r}")
         if self.aggregator not in ("xgboost", "sum"):
             raise ValueError(f"aggregator must be 'xgboost' or 'sum', got {self.aggregator!r}")
         if self.aggregator_base not in ("legacy+experts", "legacy"):

@@ -9,7 +9,8 @@ Every expert corrects the frozen legacy model in its own region, in margin space
     (margin space: f(x) = base_margin(x) + correction(x) if region(x) else NaN; a correction that is NaN or +-inf on a row counts as 0)
 
 x is one row of float64 features in model order, NaN for a missing value; base is
-the legacy model's margin for that row.  The operators follow fecc's IR op table
+the base margin for that row: the legacy model's margin, or shift + scale * it when
+the manifest's aggregator has a base_map.  The operators follow fecc's IR op table
 exactly (fecc.ir.ops); the safe ones are the helper functions below.
 
 Features (model order):
