@@ -103,6 +103,8 @@ def test_cli_inspect_shows_the_proposer_and_each_experts_rule(bundle):
     res = CliRunner().invoke(main, ["inspect", str(out)])
     assert res.exit_code == 0, res.stderr
     assert "proposer:  grammar" in res.stdout
+    bm = m["aggregator"]["base_map"]
+    assert f"base:      margin = {bm['shift']} + {bm['scale']} × legacy margin" in res.stdout
     for e in m["experts"]:
         assert f"{e['name']}: if {e['region']['rule']}: margin += {e['correction']['math']}" in res.stdout
 

@@ -20,7 +20,8 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
     str
         Lines: the bundle, its signature, objective, legacy model, gate decision, proposer,
         one line per transform (``tf_1 = <math>``), the transform search's counts and its selection
-        against NSR alone (``transform selection: transforms|nsr-alone — <reason>``), one line
+        against NSR alone (``transform selection: transforms|nsr-alone — <reason>``), the base
+        margin the experts repair (``base: margin = shift + scale × legacy margin``), one line
         per expert (``if <region>: margin += <correction>``) and what was verified.
 
     Raises
@@ -57,6 +58,10 @@ def inspect(bundle: str | Path, *, trusted_keys: Sequence[str | Path] | None = N
         sel = st.get("selection")
         if isinstance(sel, dict):
             lines.append(f"  transform selection: {sel.get('decision')} — {sel.get('reason', '')}")
+    bm = (m.get("aggregator") or {}).get("base_map") if m.get("experts") else None
+    if isinstance(bm, dict):
+        lines.append(f"  base:      margin = {bm.get('shift')} + {bm.get('scale')} × legacy margin "
+                     "(an increasing map: the legacy ranking unchanged), then the experts")
     for e in m.get("experts", []):
         region = (e.get("region") or {}).get("rule", "?")
         correction = (e.get("correction") or {}).get("math", "")

@@ -284,6 +284,12 @@ def _work_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _base_map_text(entry: dict) -> str:
+    """The experts' base margin as one line: ``base = shift + scale × legacy margin``."""
+    return (f"base = {fmt(entry.get('shift'))} + {fmt(entry.get('scale'))} × legacy margin "
+            f"(fitted: {fmt(entry.get('fitted'))}; increasing, so the legacy ranking is unchanged)")
+
+
 def _transform_pairs(t: dict) -> list[tuple[str, str]]:
     """One shipped transform (seed 000): its name, formula, postfix IR, inputs and what it earned."""
     mt = _d(t.get("metrics"))
@@ -425,7 +431,8 @@ def build_view(manifest: dict, data: dict, bundle_dir: Path | None) -> tuple[dic
         "transform_search": _transform_search_pairs(manifest),
         "aggregator": None if not agg else {
             "pairs": [(k, fmt(agg.get(k))) for k in ("kind", "base_margin", "formula", "offset", "n_rounds",
-                                                     "n_model_features") if k in agg],
+                                                     "n_model_features") if k in agg]
+                     + ([("base map", _base_map_text(agg["base_map"]))] if isinstance(agg.get("base_map"), dict) else []),
             "params": _pairs(agg.get("params")), "cv": _pairs(agg.get("cv")),
             "experts": ", ".join(str(x) for x in _l(agg.get("experts"))),
             "n_inputs": len(_l(agg.get("feature_names"))),
@@ -508,6 +515,8 @@ def summary_text(v: dict) -> str:
         a = dict(v["aggregator"]["pairs"])
         top = ", ".join(f[0] for f in v["aggregator"]["importances"][:5])
         lines.append(f"  aggregator: {a.get('kind')}, {a.get('n_rounds', '0')} rounds" + (f"; top: {top}" if top else ""))
+        if "base map" in a:
+            lines.append(f"  base map:   {a['base map']}")
     if v["proposer"]:
         usage = ", ".join(f"{k} {val}" for k, val in v["proposer"]["usage"])
         lines.append(f"  proposer: {v['proposer']['name']}" + (f" ({usage})" if usage else ""))
