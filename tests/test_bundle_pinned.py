@@ -10,9 +10,16 @@ What is machine-dependent is pinned through what it is built from, not its bytes
 * ``*.so`` (gcc's output depends on the gcc release and the machine): not hashed; their
   C sources are, and so are the bundle's scores (``predict`` and ``output="margin"``
   on the fixture rows, as float64 bytes), which the libraries compute.
-* ``manifest.json`` lists the ``.so`` hashes, the gcc version and the platform, and
-  ``README.md`` / ``report.*`` name the platform: those fields are blanked before hashing
-  (:func:`normalized`); everything else in them is pinned.
+* the *predictions* of a logistic or softmax link go through numpy's ``exp``, whose last
+  bit depends on the CPU (its AVX-512 and AVX2 paths round differently: the same bundle
+  scored on an AMD EPYC and on an Intel Xeon differs in the 16th digit): the bundle's
+  margins are pinned bit for bit, and its predictions must equal the link of those
+  margins (:func:`fingerprint`); ``parity/expected.npy`` (predictions, computed at compile
+  time) is not hashed — the runtime's parity replay checks it against the bundle's output
+  on every load.
+* ``manifest.json`` lists the ``.so`` and ``parity/expected.npy`` hashes, the gcc version
+  and the platform, and ``README.md`` / ``report.*`` name the platform: those fields are
+  blanked before hashing (:func:`normalized`); everything else in them is pinned.
 
 The pins were recorded from the code before the forest IR refactor (issue 16).  When a
 change is *meant* to alter bundles (a new format version, new library versions in the
@@ -58,7 +65,8 @@ def _blank_machine(obj):
             elif k == "compiler" and isinstance(v, dict) and v.get("cc") == "gcc":
                 v = dict(v, version="<gcc>")
             elif k == "files" and isinstance(v, dict):
-                v = {f: ("<machine code>" if f.endswith(".so") else h) for f, h in v.items()}
+                v = {f: ("<machine code>" if f.endswith(".so") else "<machine exp>" if f in _MACHINE_FILES else h)
+                     for f, h in v.items()}
             out[k] = _blank_machine(v)
         return out
     if isinstance(obj, list):
@@ -66,9 +74,14 @@ def _blank_machine(obj):
     return obj
 
 
+#: Bundle files whose bytes depend on the CPU's ``exp`` (predictions after the link).
+_MACHINE_FILES = ("parity/expected.npy",)
+
+
 def normalized(rel: str, data: bytes) -> bytes | None:
-    """The bytes pinned for bundle file ``rel``: ``None`` for machine code, machine fields blanked."""
-    if rel.endswith(".so"):
+    """The bytes pinned for bundle file ``rel``: ``None`` for machine code and CPU-dependent
+    predictions, machine fields blanked."""
+    if rel.endswith(".so") or rel in _MACHINE_FILES:
         return None
     if rel == "manifest.json":
         return json.dumps(_blank_machine(json.loads(data)), sort_keys=True).encode()
@@ -92,11 +105,11 @@ def fingerprint(bundle: Path, entry: dict) -> dict:
                 files[rel] = hashlib.sha256(data).hexdigest()
     b = fecc_runtime.load(bundle)
     df = zoo_table(entry)
-    scores = {
-        "prediction": np.ascontiguousarray(b.predict(df), dtype=np.float64),
-        "margin": np.ascontiguousarray(b.predict(df, output="margin"), dtype=np.float64),
-    }
-    return {"files": files, "scores": {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in scores.items()}}
+    margin = np.ascontiguousarray(b.predict(df, output="margin"), dtype=np.float64)
+    prediction = np.asarray(b.predict(df), dtype=np.float64)
+    # the predictions are the link of the pinned margins (to the CPU's last bit of exp)
+    np.testing.assert_allclose(prediction, fecc_runtime.apply_link(margin, b.link), rtol=1e-14, atol=0)
+    return {"files": files, "scores": {"margin": hashlib.sha256(margin.tobytes()).hexdigest()}}
 
 
 def _key(path: str, variant: str) -> str:
