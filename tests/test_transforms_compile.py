@@ -56,11 +56,12 @@ def compiled(tmp_path_factory):
 
 
 def _reference_margin(bundle_dir, manifest: dict, X: np.ndarray, trees: str = "xgboost") -> np.ndarray:
-    """The bundle's margin from its manifest alone, by the format's rules: transforms, experts and
+    """The bundle's margin from its manifest alone, by the format's rules: the base map, transforms, experts and
     offset by the IR's numpy evaluator; the trees by xgboost, or (``trees="compiled"``, for ±inf
     inputs, which xgboost refuses) by the bundle's compiled tree engines, which
     test_trees_parity checks against xgboost bit for bit, ±inf included."""
     from fecc_runtime.bundle import tree_engine
+    from fecc_runtime.format import base_map, base_margin
 
     X32 = round_float32(X)
     if trees == "xgboost":
@@ -69,6 +70,7 @@ def _reference_margin(bundle_dir, manifest: dict, X: np.ndarray, trees: str = "x
         m = legacy.predict(xgb.DMatrix(X.astype(np.float32), missing=np.nan), output_margin=True).astype(np.float64)
     else:
         m = np.asarray(tree_engine(bundle_dir, manifest["legacy"]).predict(X, margin=True), dtype=np.float64)
+    m = base_margin(m, *base_map(manifest["aggregator"].get("base_map")))  # what the experts repair
     cols = {f["name"]: X32[:, j] for j, f in enumerate(manifest["features"])}
     for t in manifest["transforms"]:
         v = round_float32(evaluate(parse_postfix(t["postfix"]), cols))
