@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from fecc_runtime.format import base_map as read_base_map
 
 from . import __version__
 from .errors import CompileError, UserError
@@ -367,8 +368,6 @@ def lower_ensemble_stage(inputs: Inputs, search: SearchStage | None, bw, out: Pa
     aggregator_forest = search.aggregator_forest if search is not None else None
     transforms = search.shipped_transforms if search is not None else ()
     base_margin = aggregator.get("base_margin", "legacy+experts")
-    from fecc_runtime.format import base_map as read_base_map
-
     bmap = read_base_map(aggregator.get("base_map"))   # (scale, shift); the identity when absent
     model, feature_names = inputs.model, list(inputs.ds.feature_names)
     engine = ensemble = onnx_model = None

@@ -435,9 +435,10 @@ def _parse_manifest(path: Path, raw: bytes) -> dict:
             f"bundle format version {manifest.get('format_version')!r} is not supported by this runtime "
             f"(supports {', '.join(map(str, SUPPORTED_VERSIONS))}); use a matching fecc_runtime"
         )
-    if format_version(manifest) > manifest["format_version"]:
+    needed = format_version(manifest)
+    if needed > manifest["format_version"]:
         raise BundleError(f"{mpath} says format version {manifest['format_version']}, but its aggregator has a "
-                          f"base_map (format version {format_version(manifest)}): the manifest was altered")
+                          f"base_map (format version {needed}): the manifest was altered")
     return manifest
 
 

@@ -59,7 +59,7 @@ from .errors import BundleError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "SUPPORTED_VERSIONS", "format_version", "sha256_file", "sha256_bytes", "category_lookup", "category_code",
     "DIV_EPS", "PHI_SUFFIXES", "safe_div", "interaction_features", "phi_names", "expert_offset",
-    "BASE_MAP_SEMANTICS", "base_map", "base_margin", "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "transform_value", "input_layout",
+    "BASE_MAP_SEMANTICS", "base_map", "check_base_map", "base_margin", "EXPERT_SEMANTICS", "function_names", "TRANSFORM_SEMANTICS", "round_float32", "transform_value", "input_layout",
 ]
 
 # --------------------------------------------------------------------------- name and version
@@ -142,8 +142,18 @@ def base_map(entry) -> tuple[float, float]:
         scale, shift = float(entry["scale"]), float(entry["shift"])
     except (TypeError, KeyError, ValueError):
         raise BundleError(f"malformed base_map {entry!r}: expected {{'scale': > 0, 'shift': finite}}") from None
+    try:
+        return check_base_map(scale, shift)
+    except ValueError:
+        raise BundleError(f"base_map needs a finite scale > 0 and a finite shift, got {entry!r}") from None
+
+
+def check_base_map(scale: float, shift: float) -> tuple[float, float]:
+    """``(scale, shift)`` as floats when they describe an increasing map (finite ``scale > 0``,
+    finite ``shift``); ``ValueError`` otherwise.  The one check, for the runtime and the lowerings."""
+    scale, shift = float(scale), float(shift)
     if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
-        raise BundleError(f"base_map needs a finite scale > 0 and a finite shift, got {entry!r}")
+        raise ValueError(f"the base map needs a finite scale > 0 and a finite shift, got ({scale!r}, {shift!r})")
     return scale, shift
 
 

@@ -31,11 +31,12 @@ leaves in XGBoost's order, so the margins are the batch engine's, bit for bit.
 """
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+
+from fecc_runtime.format import check_base_map
 
 from ..errors import UserError
 from ..forest import Forest
@@ -135,9 +136,10 @@ def lower_ensemble(out_dir: Path, *, legacy: Forest, experts: Sequence[Any], fea
         sources["aggregator_engine.c"] = agg_src
         agg_sha = aggregator.sha256
     block_rows = max(1, min(MAX_BLOCK_ROWS, BLOCK_STACK_BYTES // (4 * n_agg)))
-    scale, shift = float(base_map[0]), float(base_map[1])
-    if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
-        raise UserError(f"the base map needs a finite scale > 0 and a finite shift, got {base_map!r}")
+    try:
+        scale, shift = check_base_map(*base_map)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     identity = (scale, shift) == (1.0, 0.0)
     formula, head_expr = _HEADS[base_margin]
     if aggregator is not None:

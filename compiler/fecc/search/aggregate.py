@@ -32,6 +32,7 @@ import xgboost as xgb
 from fecc_runtime.format import BASE_MAP_SEMANTICS, base_margin, expert_offset, interaction_features, phi_names
 
 from . import metrics
+from .base_map import FITTED as BASE_MAP_FITTED
 from .crossfit import Folds
 from .options import SearchOptions
 
@@ -98,8 +99,7 @@ class Aggregator:
             # only when the map is not the identity (an entry without it: base = legacy margin)
             **({"base_map": {"scale": self.base_map[0], "shift": self.base_map[1],
                              "semantics": BASE_MAP_SEMANTICS,
-                             "fitted": "logistic regression of the label on the legacy margin (binary), "
-                                       "least squares (regression), on the compile rows"}}
+                             "fitted": BASE_MAP_FITTED}}
                if self.base_map != (1.0, 0.0) else {}),
         }
 

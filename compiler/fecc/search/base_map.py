@@ -24,6 +24,9 @@ import numpy as np
 
 from .crossfit import round_sig
 
+#: How the map is fitted, as the manifest's ``aggregator.base_map.fitted`` says it.
+FITTED = ("logistic regression of the label on the legacy margin (binary), least squares (regression), "
+          "on the compile rows")
 #: Newton steps of the two-parameter logistic fit (it converges in a handful).
 _MAX_STEPS = 50
 

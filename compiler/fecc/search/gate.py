@@ -62,6 +62,19 @@ def fold_gains(task: str, y: np.ndarray, legacy: np.ndarray, ensemble: np.ndarra
     return out
 
 
+def paired_tests(task: str, y: np.ndarray, reference: np.ndarray, new: np.ndarray,
+                 confidence: float = 0.95) -> tuple[PairedTest, PairedTest | None]:
+    """The gate's paired tests of margins ``new`` against ``reference`` on the same rows:
+    binary — DeLong on AUC and the paired z on log loss; regression — the paired z on
+    squared error (RMSE), and no loss test."""
+    if task == "binary":
+        return (delong(y, reference, new, confidence),
+                paired_loss(metrics.logloss_rows(y, reference), metrics.logloss_rows(y, new),
+                            metric="logloss", confidence=confidence))
+    return (paired_loss(metrics.squared_rows(y, reference), metrics.squared_rows(y, new),
+                        metric="rmse", confidence=confidence), None)
+
+
 def decide(*, task: str, y: np.ndarray, legacy_margin: np.ndarray, ensemble_margin: np.ndarray | None,
            folds: Folds, region_masks: dict[str, np.ndarray], alpha: float, confidence: float = 0.95,
            no_experts_reason: str | None = None) -> GateResult:
@@ -78,14 +91,7 @@ def decide(*, task: str, y: np.ndarray, legacy_margin: np.ndarray, ensemble_marg
                 "ensemble": metrics.report(task, y[mask], ensemble_margin[mask])}
                for rname, mask in region_masks.items()]
     per_fold = fold_gains(task, y, legacy_margin, ensemble_margin, folds)
-    if task == "binary":
-        test = delong(y, legacy_margin, ensemble_margin, confidence)
-        loss_test = paired_loss(metrics.logloss_rows(y, legacy_margin), metrics.logloss_rows(y, ensemble_margin),
-                                metric="logloss", confidence=confidence)
-    else:
-        test = paired_loss(metrics.squared_rows(y, legacy_margin), metrics.squared_rows(y, ensemble_margin),
-                           metric="rmse", confidence=confidence)
-        loss_test = None
+    test, loss_test = paired_tests(task, y, legacy_margin, ensemble_margin, confidence)
     result = GateResult("legacy-only", "", name, alpha, legacy, ensemble, test, loss_test, per_fold, regions,
                         protocol)
     if not np.isfinite(test.gain):

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import metrics
-from .significance import PairedTest, delong, paired_loss
+from .gate import paired_tests
+from .significance import PairedTest
 
 #: The two outcomes of :func:`prefer`.
 DECISIONS = ("transforms", "nsr-alone")
@@ -94,14 +95,7 @@ def prefer(*, task: str, y: np.ndarray, legacy_margin: np.ndarray, alone, derive
     if a.shape != y.shape or b.shape != y.shape:
         raise ValueError(f"out-of-fold margins of {a.shape[0]} and {b.shape[0]} rows for {y.shape[0]} labels")
     oof = {"nsr_alone": metrics.report(task, y, a), "with_transforms": metrics.report(task, y, b)}
-    if task == "binary":
-        test = delong(y, a, b, confidence)
-        loss_test = paired_loss(metrics.logloss_rows(y, a), metrics.logloss_rows(y, b), metric="logloss",
-                                confidence=confidence)
-    else:
-        test = paired_loss(metrics.squared_rows(y, a), metrics.squared_rows(y, b), metric="rmse",
-                           confidence=confidence)
-        loss_test = None
+    test, loss_test = paired_tests(task, y, a, b, confidence)
     name = metrics.metric_name(task)
     said = (f"out-of-fold {name} with transforms {test.new:.6f} vs NSR alone {test.legacy:.6f} "
             f"(gain {test.gain:+.6f}, {test.name} z = {test.statistic:.2f}, one-sided p = {test.p_value:.4f})")
