@@ -171,6 +171,34 @@ def test_prompt_holds_the_seed_004_sections():
     assert table.count("\n") >= 20 + 3  # header, 20 instances, fences
 
 
+def test_a_wide_table_lists_only_the_strongest_features_statistics():
+    # 85 features (Caravan): the full statistics table overflowed the local model's
+    # 4,096-token context and every call was refused
+    from dataclasses import replace
+
+    from fecc.llm.base import FeatureStat
+    from fecc.llm.prompts import MAX_STAT_ROWS
+
+    base = credit_context()
+    names = tuple(f"f{i:02d}" for i in range(85))
+    stats = tuple(FeatureStat(n, iv=round(0.001 * ((i * 37) % 85), 3), psi=0.0, mean=0.0, std=1.0, min=-2.0, max=2.0,
+                              missing=0.0) for i, n in enumerate(names))
+    wide = replace(base, features=names, feature_stats=stats, instances=())
+    text = render_messages(wide)[1]["content"]
+    table = text[text.index("feature,IV,PSI"):]
+    table = table[: table.index("```")]
+    listed = [line.split(",")[0] for line in table.strip().splitlines()[1:]]
+    strongest = [s.name for s in sorted(stats, key=lambda s: -s.iv)[:MAX_STAT_ROWS]]
+    assert sorted(listed) == sorted(strongest) and len(listed) == MAX_STAT_ROWS
+    assert listed == [n for n in names if n in set(listed)]  # in the context's order
+    assert f"{85 - MAX_STAT_ROWS} more features with lower IV are not listed" in text
+    assert "Allowed names: " + ", ".join(names) + "." in text  # every feature stays usable
+    # a table that fits is listed whole, with no note
+    narrow = render_messages(credit_context())[1]["content"]
+    assert "more features with lower IV" not in narrow
+    assert all(f"\n{f}," in narrow for f in base.features)
+
+
 def test_a_default_range_can_stand_in_for_a_forgotten_one():
     forgot = GOOD.replace('{"w1": {"low": -1, "high": 1}}', '{}')
     with pytest.raises(ProposalError, match="without a range"):

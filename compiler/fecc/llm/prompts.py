@@ -29,6 +29,10 @@ N_EXAMPLES = 5
 MAX_INSTANCE_COLUMNS = 6
 #: Instances shown (seed 004 uses N = 20).
 MAX_INSTANCES = 20
+#: Rows of the feature statistics table: the highest-IV features.  On wide tables the full
+#: table overflowed the local model's 4,096-token context (Caravan's 85 features: 4,327
+#: prompt tokens, every call refused); the others stay usable by name.
+MAX_STAT_ROWS = 24
 
 _FUNCTION_HELP = ("log(v) = log(1 + |v|), sqrt(v) = sqrt(|v|), exp(v) (argument capped at 50), abs(v), "
                   "tanh(v), sigmoid(v), sign(v), square(v), cube(v), min(a, b), max(a, b), isnan(v)")
@@ -82,6 +86,16 @@ def _role(ctx: ProposalContext) -> str:
     return role or "a data scientist who knows the domain of this task"
 
 
+def _stat_rows(ctx: ProposalContext) -> list:
+    """The statistics rows shown: all of them in their order when they fit, else the
+    :data:`MAX_STAT_ROWS` of highest IV (ties in their order)."""
+    stats = list(ctx.feature_stats)
+    if len(stats) <= MAX_STAT_ROWS:
+        return stats
+    keep = set(sorted(range(len(stats)), key=lambda i: (-stats[i].iv, i))[:MAX_STAT_ROWS])
+    return [s for i, s in enumerate(stats) if i in keep]
+
+
 def _instance_table(ctx: ProposalContext) -> tuple[list[str], list[list[str]]]:
     rows = list(ctx.instances[:MAX_INSTANCES])
     if not rows:
@@ -99,6 +113,7 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0, example: bool = T
     ``example=False`` leaves out the in-context example (the grammar already fixes the format).
     """
     columns, table = _instance_table(ctx)
+    stats = _stat_rows(ctx)
     binary = "logistic" in ctx.objective or "binary" in ctx.objective
     values = dict(
         role=_role(ctx),
@@ -114,7 +129,8 @@ def render_messages(ctx: ProposalContext, *, attempt: int = 0, example: bool = T
         feature_names=", ".join(ctx.features),
         functions=_FUNCTION_HELP,
         stats=[dict(name=s.name, iv=fmt(s.iv, 3), psi=fmt(s.psi, 3), mean=fmt(s.mean), std=fmt(s.std),
-                    min=fmt(s.min), max=fmt(s.max), missing=fmt(s.missing, 2)) for s in ctx.feature_stats],
+                    min=fmt(s.min), max=fmt(s.max), missing=fmt(s.missing, 2)) for s in stats],
+        stats_omitted=len(ctx.feature_stats) - len(stats),
         instances=table,
         columns=columns,
         positive=list(ctx.positive),
