@@ -70,3 +70,19 @@ def test_bad_budget_flags_are_one_line_errors(files, tmp_path, flag, value, frag
     code, out, err = compile_(files, tmp_path / "d", flag, value)
     assert code == 2, (out, err)
     assert fragment in err and "Traceback" not in err
+
+
+def test_a_failing_llm_backend_is_a_warning_with_its_reason(files, tmp_path):
+    """Every call refused by the endpoint (HTTP 400, not retried): the compile finishes and says
+    why, instead of silently running the search without the LLM."""
+    from test_llm_openai import Stub
+
+    model, data = files
+    with Stub([(400, 0)] * 200) as stub:
+        result = CliRunner().invoke(main, ["compile", str(model), str(data), "-o", str(tmp_path / "e"),
+                                           "--llm", f"openai:{stub.url}#stub-model", *ARGS])
+    assert result.exit_code == 0, result.stderr
+    llm = json.loads(result.stdout)["llm"]
+    assert llm["calls"] >= 1 and llm["backend_errors"] == llm["calls"]
+    assert (f"warning: the LLM backend failed on {llm['calls']} of {llm['calls']} calls (last: HTTP 400 from "
+            f"{stub.url}") in result.stderr

@@ -97,7 +97,7 @@ def test_backend_errors_become_proposal_errors():
     p = LLMProposer(Scripted([BackendError("connection refused")]))
     with pytest.raises(ProposalError, match="backend failed: connection refused"):
         p.propose(credit_context())
-    assert p.usage.backend_errors == 1
+    assert p.usage.backend_errors == 1 and p.usage.backend_error == "connection refused"
 
 
 def test_no_grammar_when_the_backend_cannot_or_when_disabled():

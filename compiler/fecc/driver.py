@@ -330,6 +330,9 @@ def run_search_stage(inputs: Inputs, legacy, bw, out: Path, options: CompileOpti
         proposer_slot["usage"] = {k: v for k, v in u.items() if k != "seconds"}
         say(f"LLM usage: {u['calls']} calls, {u['prompt_tokens']}+{u['completion_tokens']} tokens, "
             f"{u['seconds']:.1f} s, {u['accepted']}/{u['proposals']} proposals usable")
+        if u.get("backend_errors"):
+            say(f"warning: the LLM backend failed on {u['backend_errors']} of {u['calls']} calls (last: "
+                f"{u['backend_error']}); the search went on without those proposals")
     if result.archive_path is not None:
         say(f"experience archive: {result.archive_path}")
     return SearchStage(result=result, slots=slots, proposer=proposer_slot, experts_module=experts_module,

@@ -78,6 +78,7 @@ class Usage:
     valid_first_try: int = 0     # answers accepted without correction
     rejected_answers: int = 0    # answers that failed parsing/validation/the change check
     backend_errors: int = 0
+    backend_error: str = ""      # the last backend failure, for the compile's warning
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -250,6 +251,7 @@ class LLMProposer:
                                              max_tokens=self.max_tokens, seed=ctx.seed + attempt)
             except BackendError as exc:
                 self.usage.backend_errors += 1
+                self.usage.backend_error = str(exc)[:200]
                 self._account(call, None, time.perf_counter() - start)
                 raise ProposalError(f"the LLM backend failed: {exc}", usage=dict(call)) from exc
             self._account(call, done, time.perf_counter() - start)
